@@ -1,0 +1,82 @@
+// Options: the one mechanism by which every `rgemma` command reads its settings.
+// INI files with sections ([model], [data], [train], ...) via `--config FILE` (repeatable, later wins) and
+// `--section.key=value` overrides; precedence is command line > files > defaults. Unknown keys, bad values
+// and missing required keys throw ConfigError naming the file, line and key before any work starts.
+//
+//   rg::config::Options opts("rgemma info", "Print a model's parameter count.");
+//   rg::ModelConfig model;
+//   rg::config::add_model_options(opts, &model);
+//   if (!opts.parse(argc, argv)) return 0;   // --help was printed
+//   opts.print_effective(std::cout);
+#pragma once
+
+#include <functional>
+#include <map>
+#include <memory>
+#include <ostream>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace boost::program_options {
+class options_description;
+}
+
+namespace rg::config {
+
+// A configuration problem the user must fix; `rgemma` prints it on one line and exits with code 2.
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Options {
+ public:
+  Options(std::string command, std::string summary);
+  ~Options();
+  Options(const Options&) = delete;
+  Options& operator=(const Options&) = delete;
+
+  // Binds `key` ("section.key", or a plain command option such as "batch") to *target. The current value
+  // of *target is the default. Supported T: bool, int, int64_t, double, float, std::string,
+  // std::vector<std::string> (a comma-separated list in files, repeatable on the command line).
+  template <class T>
+  Options& add(const std::string& key, T* target, const std::string& help);
+  // A key that must be given by a file or the command line.
+  Options& required(const std::string& key);
+  // Runs after all values are stored, in registration order; throw ConfigError (use fail()) or
+  // std::invalid_argument whose message starts with "key:" and the key's location is added.
+  Options& on_parsed(std::function<void()> hook);
+
+  // Parses argv (argv[0] is the command name). Returns false when --help was printed.
+  bool parse(int argc, const char* const* argv);
+
+  // Where a key's value came from: "FILE:LINE", "command line" or "default".
+  std::string where(const std::string& key) const;
+  bool given(const std::string& key) const;  // set by a file or the command line
+  [[noreturn]] void fail(const std::string& key, const std::string& message) const;
+
+  // Every option's effective value as INI text ([section] headers, key = value).
+  std::string effective() const;
+  void print_effective(std::ostream& out) const;
+  // Writes effective() to `path` atomically (temporary file, then rename).
+  void write_effective(const std::string& path) const;
+  std::string help() const;
+  const std::vector<std::string>& config_files() const { return config_files_; }
+
+ private:
+  struct Entry;
+  Entry& register_entry(const std::string& key, const std::string& help, const std::string& type);
+  std::string command_, summary_;
+  std::unique_ptr<boost::program_options::options_description> desc_;
+  std::vector<std::unique_ptr<Entry>> entries_;
+  std::map<std::string, Entry*> by_key_;
+  std::map<std::string, std::string> source_;  // key -> "FILE:LINE" | "command line"
+  std::vector<std::function<void()>> hooks_;
+  std::vector<std::string> config_files_;
+};
+
+// Levenshtein-closest known key, for "did you mean" hints; empty when nothing is close.
+std::string closest_key(const std::string& key, const std::vector<std::string>& known);
+
+}  // namespace rg::config

@@ -1,0 +1,14 @@
+// One function per library's config struct binds its fields to `[section] key` options. Commands call
+// the ones they need; the key names here are the user-facing names documented in README.md.
+#pragma once
+
+#include "configs/options.h"
+#include "model/config.h"
+
+namespace rg::config {
+
+// [model]: every ModelConfig field; block_pattern is validated and ModelConfig::validate() runs after
+// parsing, with errors located at the offending key.
+void add_model_options(Options& options, ModelConfig* model);
+
+}  // namespace rg::config

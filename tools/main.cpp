@@ -1,0 +1,94 @@
+// rgemma: one executable, many subcommands (`rgemma --help` lists them). Unknown subcommands and
+// configuration errors print one line and exit with code 2; runtime failures exit with 1.
+#include "configs/options.h"
+#include "tools/command.h"
+
+#include <ATen/Parallel.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <thread>
+
+namespace rg::tools {
+
+std::vector<Command>& command_table() {
+  static std::vector<Command> table;
+  return table;
+}
+
+bool register_command(Command command) {
+  command_table().push_back(std::move(command));
+  return true;
+}
+
+int configure_threads(int threads) {
+  if (threads <= 0) {
+    if (const char* env = std::getenv("RG_THREADS")) threads = std::atoi(env);
+  }
+  if (threads <= 0) {
+    const int cores = std::max(1u, std::thread::hardware_concurrency());
+    int local = 1;
+    for (const char* var : {"OMPI_COMM_WORLD_LOCAL_SIZE", "MPI_LOCALNRANKS", "SLURM_NTASKS_PER_NODE"}) {
+      if (const char* v = std::getenv(var)) {
+        local = std::max(1, std::atoi(v));
+        break;
+      }
+    }
+    threads = std::max(1, cores / local);
+  }
+  at::set_num_threads(threads);
+  return threads;
+}
+
+}  // namespace rg::tools
+
+namespace {
+
+void print_usage(std::ostream& out) {
+  auto table = rg::tools::command_table();
+  std::sort(table.begin(), table.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
+  out << "usage: rgemma <command> [options]\n\n"
+         "Pretrain, instruction-tune and RLHF-tune RecurrentGemma (Griffin) models.\n\ncommands:\n";
+  for (const auto& c : table) {
+    std::string name = "  " + c.name;
+    name.resize(std::max<size_t>(name.size() + 2, 14), ' ');
+    out << name << c.summary << "\n";
+  }
+  out << "\n`rgemma <command> --help` describes a command's options. Settings come from INI files\n"
+         "(--config FILE, repeatable) and --section.key=value overrides.\n";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) {
+    print_usage(std::cerr);
+    return 2;
+  }
+  const std::string name = argv[1];
+  if (name == "--help" || name == "-h" || name == "help") {
+    print_usage(std::cout);
+    return 0;
+  }
+  const auto& table = rg::tools::command_table();
+  const auto it = std::find_if(table.begin(), table.end(), [&](const auto& c) { return c.name == name; });
+  if (it == table.end()) {
+    std::cerr << "rgemma: unknown command '" << name << "' (see rgemma --help)\n";
+    return 2;
+  }
+  rg::tools::configure_threads();
+  const std::string full = "rgemma " + name;
+  std::vector<char*> args(argv + 1, argv + argc);
+  args[0] = const_cast<char*>(full.c_str());
+  try {
+    return it->run(static_cast<int>(args.size()), args.data());
+  } catch (const rg::config::ConfigError& e) {
+    std::cerr << full << ": " << e.what() << "\n";
+    return 2;
+  } catch (const std::exception& e) {
+    std::cerr << full << ": error: " << e.what() << "\n";
+    return 1;
+  }
+}
