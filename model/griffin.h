@@ -1,0 +1,59 @@
+// Griffin: the RecurrentGemma model (spec section 2) and, with an all-attention block pattern and global
+// attention, the Gemma transformer baseline. Parameter names are Hugging Face's without the "model." prefix
+// (embed_tokens, layers.{i}.temporal_block..., final_norm), so model/io maps checkpoints one to one.
+// Single-device and single-process: data parallelism and sharding wrap it from the trainer.
+//
+//   rg::Griffin model(rg::ModelConfig::preset("tiny"));
+//   torch::Tensor logits = model(tokens, segment_pos);        // (B, T) int64 x2 -> (B, T, V)
+//   rg::SamplingState state;
+//   model->prefill(prompt, prompt_pos, state);                 // parallel pass that leaves the state
+//   torch::Tensor next = model->step(last_token, pos, state);  // (B) -> (B, V), state stays fixed-size
+#pragma once
+
+#include "model/blocks.h"
+#include "model/config.h"
+#include "model/state.h"
+
+#include <torch/nn/modules/container/modulelist.h>
+#include <torch/nn/modules/embedding.h>
+
+namespace rg {
+
+class GriffinImpl : public torch::nn::Module {
+ public:
+  explicit GriffinImpl(const ModelConfig& config);
+
+  // Spec section 11 (draws from torch's default generator: call torch::manual_seed first for determinism).
+  void reset_parameters();
+
+  // Parallel (training) pass: tokens and segment_pos (B, T) int64 -> logits (B, T, V), soft-capped.
+  torch::Tensor forward(const torch::Tensor& tokens, const torch::Tensor& segment_pos);
+  // The final-normed hidden states (B, T, W); when state is given it receives the sampling state after T.
+  torch::Tensor hidden(const torch::Tensor& tokens, const torch::Tensor& segment_pos, SamplingState* state = nullptr);
+  // hidden (..., W) -> soft-capped logits (..., V) through the tied embedding.
+  torch::Tensor logits(const torch::Tensor& hidden);
+
+  // Sampling: a parallel pass over the prompt that leaves `state` ready for step(); returns the prompt's
+  // logits (B, T, V). Then one token per row: tokens (B), segment_pos (B) -> logits (B, V).
+  torch::Tensor prefill(const torch::Tensor& tokens, const torch::Tensor& segment_pos, SamplingState& state);
+  torch::Tensor step(const torch::Tensor& tokens, const torch::Tensor& segment_pos, SamplingState& state);
+  SamplingState empty_state(int64_t batch) const;
+
+  void set_scan_impl(kernels::ScanImpl impl);
+  const ModelConfig& config() const { return config_; }
+  torch::Dtype dtype() const { return embed_tokens->weight.scalar_type(); }
+  torch::Device device() const { return embed_tokens->weight.device(); }
+  int64_t num_parameters() const;
+
+  torch::nn::Embedding embed_tokens{nullptr};
+  torch::nn::ModuleList layers{nullptr};  // ResidualBlock each
+  RMSNorm final_norm{nullptr};
+  std::vector<ResidualBlock> blocks;      // the same modules as layers, typed
+
+ private:
+  torch::Tensor embed(const torch::Tensor& tokens);
+  ModelConfig config_;
+};
+TORCH_MODULE(Griffin);
+
+}  // namespace rg
