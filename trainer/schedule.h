@@ -1,0 +1,30 @@
+// Learning-rate schedules as pure functions of the step: linear warmup, then cosine or linear decay to
+// min_lr_ratio * peak_lr at total_steps (and flat after), or constant. Nothing here keeps state, so a
+// resumed run gets the same learning rates from the step number alone.
+#pragma once
+
+#include <nlohmann/json.hpp>
+
+#include <cstdint>
+#include <string>
+
+namespace rg::trainer {
+
+struct LrSchedule {
+  double peak_lr = 3e-4;
+  int64_t warmup_steps = 0;     // lr rises linearly over steps [0, warmup_steps)
+  int64_t total_steps = 1000;   // decay ends here
+  std::string decay = "cosine";  // cosine | linear | constant
+  double min_lr_ratio = 0.1;    // final lr = min_lr_ratio * peak_lr
+
+  // Throws std::invalid_argument naming the field.
+  void validate() const;
+  // Learning rate for the update made at 0-based `step` (the first update uses step 0, so warmup never
+  // starts at an lr of exactly zero: step s < warmup gets peak * (s + 1) / warmup).
+  double lr_at(int64_t step) const;
+
+  nlohmann::json to_json() const;
+  static LrSchedule from_json(const nlohmann::json& j);
+};
+
+}  // namespace rg::trainer
