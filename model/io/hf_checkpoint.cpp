@@ -116,7 +116,7 @@ void load_offered(torch::nn::Module& model, const std::map<std::string, Offered>
                          shape_text(dest.sizes()));
       return;
     }
-    if (at::isFloatingType(dest.scalar_type()) != at::isFloatingType(o.dtype)) {
+    if (c10::isFloatingType(dest.scalar_type()) != c10::isFloatingType(o.dtype)) {
       problems.push_back("wrong dtype for '" + hf + "': file " + c10::toString(o.dtype) + " (" + o.where +
                          "), model " + c10::toString(dest.scalar_type()));
       return;
@@ -309,13 +309,13 @@ void write_weights(const std::string& dir, const TensorMap& tensors, uint64_t ma
     const auto it = tensors.find(name);
     if (it == tensors.end()) throw std::invalid_argument(dir + ": write_weights: no tensor '" + name + "' to write");
     at::Tensor t = it->second.detach();
-    if (dtype != at::ScalarType::Undefined && at::isFloatingType(t.scalar_type())) t = t.to(dtype);
+    if (dtype != at::ScalarType::Undefined && c10::isFloatingType(t.scalar_type())) t = t.to(dtype);
     return t;
   };
   auto stored_bytes = [&](const std::string& name) {
     const at::Tensor& t = tensors.at(name);
-    const size_t elem = dtype != at::ScalarType::Undefined && at::isFloatingType(t.scalar_type())
-                            ? at::elementSize(dtype) : t.element_size();
+    const size_t elem = dtype != at::ScalarType::Undefined && c10::isFloatingType(t.scalar_type())
+                            ? c10::elementSize(dtype) : t.element_size();
     return static_cast<uint64_t>(t.numel()) * elem;
   };
   std::vector<std::vector<std::string>> shards(1);

@@ -98,6 +98,33 @@ class Reader {
       fail(key, "rgemma implements the tanh GELU only, got '" + a + "'");
     }
   }
+  // transformers >= 5 moves rope_theta (and partial_rotary_factor) into "rope_parameters"; read either
+  // form. Only the unscaled ("default") RoPE is implemented.
+  void read_rope_parameters() {
+    rope_ = find("rope_parameters");
+    if (!rope_ || rope_->is_null()) {
+      rope_ = nullptr;
+      return;
+    }
+    if (!rope_->is_object()) fail("rope_parameters", "expected an object, got " + rope_->dump());
+    for (const auto& [key, value] : rope_->items()) {
+      if (key == "rope_type" && value == "default") continue;
+      if (key == "rope_theta" || key == "partial_rotary_factor") continue;
+      fail("rope_parameters", "'" + key + "': " + value.dump() + " is not implemented (only default RoPE)");
+    }
+  }
+  double rope_number(const std::string& key, const double* fallback) {
+    const json* top = find(key);
+    const bool has_top = top && !top->is_null();
+    const bool has_nested = rope_ && rope_->contains(key);
+    if (has_top && has_nested && number(*top, key) != number(rope_->at(key), "rope_parameters." + key)) {
+      fail(key, "disagrees with rope_parameters." + key);
+    }
+    if (has_top) return number(*top, key);
+    if (has_nested) return number(rope_->at(key), "rope_parameters." + key);
+    if (!fallback) fail(key, "missing (required for model_type " + model_type_ + ")");
+    return *fallback;
+  }
   void set_model_type(const std::string& t) { model_type_ = t; }
   void reject_unknown() const {
     for (const auto& [key, value] : j_.items()) {
@@ -112,6 +139,7 @@ class Reader {
   std::string source_;
   std::string model_type_;
   std::set<std::string> used_;
+  const json* rope_ = nullptr;
 };
 
 std::vector<BlockType> read_block_types(Reader& r) {
@@ -232,7 +260,8 @@ ModelConfig from_hf_config(const json& j, const std::string& source, HfArch* arc
   c.num_heads = r.req_int("num_attention_heads");
   c.num_kv_heads = r.req_int("num_key_value_heads");
   c.norm_eps = r.req_number("rms_norm_eps");
-  c.rope_base = r.req_number("rope_theta");
+  r.read_rope_parameters();
+  c.rope_base = r.rope_number("rope_theta", nullptr);
   r.expect_bool("attention_bias", false, "rgemma's attention has no q/k/v biases");
   r.expect_bool("tie_word_embeddings", true, "rgemma ties lm_head to embed_tokens");
   r.check_activation("hidden_activation");
@@ -250,7 +279,7 @@ ModelConfig from_hf_config(const json& j, const std::string& source, HfArch* arc
     c.attention_window = r.req_int("attention_window_size");
     c.block_pattern = read_block_types(r);
     c.logits_soft_cap = r.req_number("logits_soft_cap");
-    c.rope_fraction = r.req_number("partial_rotary_factor");
+    c.rope_fraction = r.rope_number("partial_rotary_factor", nullptr);
     r.expect_bool("embeddings_scale_by_sqrt_dim", true, "rgemma always scales embeddings by sqrt(hidden_size)");
     c.use_bias = r.opt_bool("use_bias", true);
     c.embed_scale_bf16 = r.opt_bool("embed_scale_bf16", true);
@@ -263,7 +292,8 @@ ModelConfig from_hf_config(const json& j, const std::string& source, HfArch* arc
     const json* scaling = r.find("rope_scaling");
     if (scaling && !scaling->is_null()) r.fail("rope_scaling", "RoPE scaling is not implemented, got " + scaling->dump());
     c.logits_soft_cap = r.opt_number("logits_soft_cap", 0.0);
-    c.rope_fraction = r.opt_number("partial_rotary_factor", 1.0);
+    const double full = 1.0;
+    c.rope_fraction = r.rope_number("partial_rotary_factor", &full);
     c.use_bias = r.opt_bool("use_bias", false);
     c.embed_scale_bf16 = r.opt_bool("embed_scale_bf16", false);
   }

@@ -87,7 +87,7 @@ TensorInfo parse_entry(const std::string& path, const std::string& name, const n
                              "] run past the data buffer of " + std::to_string(data_size) +
                              " bytes (truncated file?)");
   }
-  const uint64_t elem = at::elementSize(t.dtype);
+  const uint64_t elem = c10::elementSize(t.dtype);
   if (overflow || numel > std::numeric_limits<uint64_t>::max() / elem || numel * elem != t.end - t.begin) {
     throw std::runtime_error(where + ": shape " + shape_text(t.shape) + " of " + dtype->get<std::string>() +
                              " does not match its " + std::to_string(t.end - t.begin) + " bytes of data");
@@ -227,7 +227,7 @@ at::Tensor SafetensorsFile::view(const std::string& name) const {
   const auto options = at::TensorOptions().dtype(t.dtype).device(at::kCPU);
   const uint8_t* p = data_ + t.begin;
   if (t.end == t.begin) return at::empty(t.shape, options);
-  if (reinterpret_cast<uintptr_t>(p) % at::elementSize(t.dtype) != 0) {
+  if (reinterpret_cast<uintptr_t>(p) % c10::elementSize(t.dtype) != 0) {
     // Writers other than ours need not align tensors; a misaligned view would break vectorised kernels.
     at::Tensor out = at::empty(t.shape, options);
     std::memcpy(out.data_ptr(), p, t.end - t.begin);

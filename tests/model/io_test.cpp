@@ -343,6 +343,14 @@ TEST_F(IoTest, HubConfigsGiveThePresets) {
   saved["_block_types"] = saved["block_types"];
   saved.erase("block_types");
   expect_same_config(from_hf_config(saved), ModelConfig::preset("recurrentgemma-2b"), "_block_types");
+  // transformers >= 5 nests the RoPE numbers under rope_parameters.
+  json v5 = json::parse(kHubRecurrentGemma2b);
+  v5["rope_parameters"] = {{"rope_type", "default"}, {"rope_theta", 10000.0}, {"partial_rotary_factor", 0.5}};
+  v5.erase("rope_theta");
+  v5.erase("partial_rotary_factor");
+  expect_same_config(from_hf_config(v5), ModelConfig::preset("recurrentgemma-2b"), "rope_parameters");
+  v5["rope_parameters"]["rope_type"] = "yarn";
+  EXPECT_NE(error_of([&] { from_hf_config(v5); }).find("field 'rope_parameters': 'rope_type'"), std::string::npos);
   // HF Gemma multiplies by sqrt(W) in the activation dtype: unrounded in float32.
   ModelConfig gemma = ModelConfig::preset("gemma-2b");
   gemma.embed_scale_bf16 = false;
