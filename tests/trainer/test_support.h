@@ -8,7 +8,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <filesystem>
 #include <string>
 
@@ -31,12 +33,28 @@ inline std::string shared_temp_dir(const std::string& prefix) {
   return std::string(reinterpret_cast<const char*>(name.data_ptr()));
 }
 
+// On ranks other than 0 only failures are printed, tagged with the rank.
+class FailurePrinter : public ::testing::EmptyTestEventListener {
+ public:
+  explicit FailurePrinter(int rank) : rank_(rank) {}
+  void OnTestPartResult(const ::testing::TestPartResult& r) override {
+    if (r.failed()) {
+      std::fprintf(stderr, "[rank %d] %s:%d: Failure\n%s\n", rank_, r.file_name() ? r.file_name() : "?",
+                   r.line_number(), r.summary());
+    }
+  }
+
+ private:
+  int rank_;
+};
+
 inline int run_all_tests(int argc, char** argv) {
   ::testing::InitGoogleTest(&argc, argv);
   torch::set_num_threads(1);  // one thread per rank: ranks share 2 cores
   if (comm().rank() != 0) {
     auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
     delete listeners.Release(listeners.default_result_printer());
+    listeners.Append(new FailurePrinter(comm().rank()));
   }
   const int failed = RUN_ALL_TESTS();
   const double any_failed = comm().all_reduce_scalar(failed ? 1.0 : 0.0, /*max=*/true);
