@@ -128,7 +128,8 @@ class Reader {
   void set_model_type(const std::string& t) { model_type_ = t; }
   void reject_unknown() const {
     for (const auto& [key, value] : j_.items()) {
-      if (used_.count(key) || kIgnoredKeys.count(key)) continue;
+      // Underscored keys are transformers' private bookkeeping (_name_or_path, _attn_implementation_autoset).
+      if (used_.count(key) || kIgnoredKeys.count(key) || key.rfind('_', 0) == 0) continue;
       fail(key, "unknown to rgemma for model_type " + model_type_ +
                     " (it might change the architecture, so it is refused rather than ignored)");
     }
@@ -260,6 +261,8 @@ ModelConfig from_hf_config(const json& j, const std::string& source, HfArch* arc
   c.num_heads = r.req_int("num_attention_heads");
   c.num_kv_heads = r.req_int("num_key_value_heads");
   c.norm_eps = r.req_number("rms_norm_eps");
+  const json* scaling = r.find("rope_scaling");
+  if (scaling && !scaling->is_null()) r.fail("rope_scaling", "RoPE scaling is not implemented, got " + scaling->dump());
   r.read_rope_parameters();
   c.rope_base = r.rope_number("rope_theta", nullptr);
   r.expect_bool("attention_bias", false, "rgemma's attention has no q/k/v biases");
@@ -289,8 +292,6 @@ ModelConfig from_hf_config(const json& j, const std::string& source, HfArch* arc
     c.mlp_hidden = intermediate;
     c.attention_window = 0;
     c.block_pattern = {BlockType::kAttention};
-    const json* scaling = r.find("rope_scaling");
-    if (scaling && !scaling->is_null()) r.fail("rope_scaling", "RoPE scaling is not implemented, got " + scaling->dump());
     c.logits_soft_cap = r.opt_number("logits_soft_cap", 0.0);
     const double full = 1.0;
     c.rope_fraction = r.rope_number("partial_rotary_factor", &full);

@@ -27,7 +27,9 @@ nlohmann::json to_hf_config(const ModelConfig& config, at::ScalarType dtype = at
 
 // Reads a config.json object. Throws std::invalid_argument "<source>: field '<name>': ..." for a
 // missing required field, a field of the wrong type, a value rgemma does not implement, or a field
-// it does not know (an unknown field may change the architecture, so it is never silently ignored).
+// it does not know (an unknown field may change the architecture, so it is never silently ignored;
+// generation/training bookkeeping and transformers' private "_..." keys are known and skipped). Reads
+// rope_theta / partial_rotary_factor from top level or from transformers >= 5's "rope_parameters".
 // The result is validate()d. `arch` (optional) receives the model_type.
 ModelConfig from_hf_config(const nlohmann::json& json, const std::string& source = "config.json",
                            HfArch* arch = nullptr);

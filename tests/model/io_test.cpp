@@ -377,6 +377,17 @@ TEST_F(IoTest, ConfigErrorsNameTheFileAndTheField) {
   EXPECT_NE(e.find("field 'intermediate_size'"), std::string::npos) << e;
   e = error_for([](json& j) { j["hidden_size"] = "2560"; });
   EXPECT_NE(e.find("field 'hidden_size': expected an integer"), std::string::npos) << e;
+  e = error_for([](json& j) { j["rope_scaling"] = {{"type", "linear"}, {"factor", 2.0}}; });
+  EXPECT_NE(e.find(file + ": field 'rope_scaling': RoPE scaling is not implemented"), std::string::npos) << e;
+  e = error_for([](json& j) { j["quantization_config"] = {{"quant_method", "gptq"}}; });
+  EXPECT_NE(e.find(file + ": field 'quantization_config': unknown"), std::string::npos) << e;
+  // Bookkeeping that newer transformers write is not an error.
+  EXPECT_EQ(error_for([](json& j) {
+              j["rope_scaling"] = nullptr;
+              j["_attn_implementation_autoset"] = true;
+              j["dtype"] = "bfloat16";
+            }),
+            "(no error)");
   e = error_for([](json& j) { j["attention_bias"] = true; });
   EXPECT_NE(e.find("field 'attention_bias'"), std::string::npos) << e;
   e = error_for([](json& j) { j["num_key_value_heads"] = 3; });  // validate(): 10 % 3 != 0
