@@ -121,6 +121,10 @@ TEST_F(IoTest, WrittenBytesMatchTheFormatReadIndependently) {
     const auto off = h[name]["data_offsets"];
     return data.substr(off[0].get<size_t>(), off[1].get<size_t>() - off[0].get<size_t>());
   };
+  // Every tensor starts aligned for its dtype (readers may map the data directly).
+  EXPECT_EQ(h["a"]["data_offsets"][0].get<size_t>() % 4, 0u);
+  EXPECT_EQ(h["b"]["data_offsets"][0].get<size_t>() % 2, 0u);
+  EXPECT_EQ(h["c"]["data_offsets"][0].get<size_t>() % 4, 0u);
   // The buffer is fully indexed: the three ranges add up to it.
   EXPECT_EQ(range("a").size() + range("b").size() + range("c").size(), data.size());
   const float a_expected[6] = {0, 1, 2, 3, 4, 5};
