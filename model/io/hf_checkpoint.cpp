@@ -304,11 +304,14 @@ void write_weights(const std::string& dir, const TensorMap& tensors, uint64_t ma
   if (names.size() != tensors.size() || std::set<std::string>(names.begin(), names.end()).size() != names.size()) {
     throw std::invalid_argument(dir + ": write_weights: `order` must list each tensor exactly once");
   }
+  for (const auto& name : names) {
+    if (!tensors.count(name)) {
+      throw std::invalid_argument(dir + ": write_weights: `order` names '" + name + "', which is not given");
+    }
+  }
   // The stored form of one tensor: floating tensors in `dtype` when one is given.
   auto stored = [&](const std::string& name) {
-    const auto it = tensors.find(name);
-    if (it == tensors.end()) throw std::invalid_argument(dir + ": write_weights: no tensor '" + name + "' to write");
-    at::Tensor t = it->second.detach();
+    at::Tensor t = tensors.at(name).detach();
     if (dtype != at::ScalarType::Undefined && c10::isFloatingType(t.scalar_type())) t = t.to(dtype);
     return t;
   };

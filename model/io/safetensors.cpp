@@ -292,7 +292,9 @@ void write_safetensors(const std::string& path, const TensorMap& tensors, const 
       const at::Tensor c = t.detach().to(at::kCPU).contiguous();
       put(c.data_ptr(), static_cast<size_t>(c.numel()) * c.element_size());
     }
-    if (std::fflush(f) != 0 || ::fsync(::fileno(f)) != 0) fail(path, std::string("flush failed: ") + std::strerror(errno));
+    if (std::fflush(f) != 0 || ::fsync(::fileno(f)) != 0) {
+      fail(path, std::string("flush failed: ") + std::strerror(errno));
+    }
     const int rc = std::fclose(f);
     f = nullptr;
     if (rc != 0) fail(path, std::string("close failed: ") + std::strerror(errno));
