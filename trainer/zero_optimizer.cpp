@@ -51,7 +51,6 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ZeroParam> params, comm::Communicator& 
 
   // Layout: trainable parameters in order, tied weights once.
   std::unordered_set<const void*> seen;
-  std::vector<torch::Tensor> originals;
   c10::optional<torch::ScalarType> given_dtype;
   c10::optional<torch::Device> device;
   for (auto& p : params) {
@@ -73,7 +72,6 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ZeroParam> params, comm::Communicator& 
     e.weight_decay = p.weight_decay;
     total_ += e.numel;
     entries_.push_back(std::move(e));
-    originals.push_back(p.param.detach().clone());
   }
   if (entries_.empty()) throw std::invalid_argument("ZeroOptimizer: no trainable parameters");
   shard_ = (total_ + world_ - 1) / world_;
@@ -97,9 +95,9 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ZeroParam> params, comm::Communicator& 
   if (config_.stage == 1) flat_grads_ = torch::zeros({world_ * shard_}, opts);  // (P)
 
   const int64_t lo = shard_offset(), hi = lo + shard_;
-  for (size_t i = 0; i < entries_.size(); ++i) {
-    Entry& e = entries_[i];
-    const torch::Tensor src = originals[i].reshape(-1);
+  for (Entry& e : entries_) {
+    // e.param still holds its own storage here; it is re-pointed into the flat buffer at the end.
+    const torch::Tensor src = e.param.detach().reshape(-1);  // (numel) given dtype
     flat_params_.narrow(0, e.offset, e.numel).copy_(src);
     // The master keeps the values as given (fp32 when the model was built in fp32), not their bf16 cast.
     const int64_t a = std::max(lo, e.offset), b = std::min(hi, e.offset + e.numel);

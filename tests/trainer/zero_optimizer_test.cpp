@@ -128,6 +128,31 @@ TEST_P(ZeroStages, FollowsSingleProcessAdamW) {
 
 INSTANTIATE_TEST_SUITE_P(Stage, ZeroStages, ::testing::Values(1, 2));
 
+// Gradient accumulation: each rank splits its rows into two micro-batches and backpropagates both before
+// one reduce; scaling by 1 / (ranks * micro-batches) gives the same mean gradient as the full batch.
+TEST_P(ZeroStages, GradientAccumulationFollowsFullBatch) {
+  const Reference ref = run_reference(kSteps);
+  torch::nn::Sequential model = make_model();
+  ZeroOptimizer opt(zero_params_from(model->named_parameters()), comm(), test_config(GetParam()));
+  const int r = comm().rank(), n = comm().world_size(), rows = kBatch / n, micro = rows / 2;
+  for (int s = 0; s < kSteps; ++s) {
+    const Batch b = global_batch(s);
+    opt.zero_grad();
+    double loss_sum = 0;
+    for (int m = 0; m < 2; ++m) {
+      const int64_t first = r * rows + m * micro;
+      torch::Tensor loss = loss_of(model, b.x.narrow(0, first, micro), b.y.narrow(0, first, micro));
+      loss.backward();
+      loss_sum += loss.item<double>();
+    }
+    opt.reduce_gradients(1.0 / (2 * n));
+    const double norm = opt.clip_grad_norm(kMaxNorm);
+    opt.step(kLr);
+    expect_rel_near(comm().all_reduce_scalar(loss_sum) / (2 * n), ref.losses[s], 1e-6, "loss at step " + std::to_string(s));
+    expect_rel_near(norm, ref.norms[s], 1e-6, "grad norm at step " + std::to_string(s));
+  }
+}
+
 TEST(ZeroOptimizer, ClippedNormEqualsUnshardedNorm) {
   // Gradients set by hand (no data split), so the norm is known in closed form.
   torch::nn::Sequential model = make_model();
