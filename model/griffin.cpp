@@ -5,7 +5,7 @@
 
 namespace rg {
 
-GriffinImpl::GriffinImpl(const ModelConfig& config) : config_(config) {
+GriffinImpl::GriffinImpl(const ModelConfig& config, bool initialise) : config_(config) {
   config_.validate();
   embed_tokens = register_module("embed_tokens", torch::nn::Embedding(config_.vocab_size, config_.width));
   layers = register_module("layers", torch::nn::ModuleList());
@@ -14,7 +14,7 @@ GriffinImpl::GriffinImpl(const ModelConfig& config) : config_(config) {
     layers->push_back(blocks.back());
   }
   final_norm = register_module("final_norm", RMSNorm(config_.width, config_.norm_eps));
-  reset_parameters();
+  if (initialise) reset_parameters();
 }
 
 void GriffinImpl::reset_parameters() {

@@ -21,7 +21,8 @@ namespace rg {
 
 class GriffinImpl : public torch::nn::Module {
  public:
-  explicit GriffinImpl(const ModelConfig& config);
+  // `initialise` = false skips the random init, for models whose weights are loaded next.
+  explicit GriffinImpl(const ModelConfig& config, bool initialise = true);
 
   // Spec section 11 (draws from torch's default generator: call torch::manual_seed first for determinism).
   void reset_parameters();

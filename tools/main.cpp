@@ -4,6 +4,7 @@
 #include "tools/command.h"
 
 #include <ATen/Parallel.h>
+#include <malloc.h>
 
 #include <algorithm>
 #include <cstdlib>
@@ -62,7 +63,15 @@ void print_usage(std::ostream& out) {
 
 }  // namespace
 
+// glibc returns every freed block above 128 KiB to the kernel, so each activation tensor of a training
+// step is a fresh mmap whose pages fault in again (several ms per op on a VM). Keep freed memory for reuse.
+void keep_freed_memory() {
+  mallopt(M_MMAP_THRESHOLD, 32 << 20);   // glibc's maximum: blocks below 32 MiB come from the heap
+  mallopt(M_TRIM_THRESHOLD, 1 << 30);    // and the heap is not trimmed back below 1 GiB of free space
+}
+
 int main(int argc, char** argv) {
+  keep_freed_memory();
   if (argc < 2) {
     print_usage(std::cerr);
     return 2;

@@ -1,0 +1,107 @@
+// Hugging Face folders of a real Griffin: save -> load -> save gives identical tensors and logits, bf16
+// storage, a folder for another shape is refused naming the tensors, and `rgemma logits` (the command
+// users run to check parity) writes exactly the in-process forward's logits.
+#include "model/pretrained.h"
+
+#include "model/io/safetensors.h"
+
+#include <gtest/gtest.h>
+#include <torch/torch.h>
+
+#include <cstdlib>
+#include <filesystem>
+
+namespace rg {
+namespace {
+
+namespace fs = std::filesystem;
+
+fs::path temp_dir(const std::string& name) {
+  const fs::path dir = fs::temp_directory_path() / ("rg_pretrained_" + std::to_string(::getpid())) / name;
+  fs::remove_all(dir);
+  fs::create_directories(dir.parent_path());
+  return dir;
+}
+
+ModelConfig small_config() {
+  ModelConfig c = ModelConfig::preset("tiny");
+  c.depth = 4;  // recurrent, recurrent, attention, recurrent
+  return c;
+}
+
+TEST(Pretrained, RoundTripIsExact) {
+  torch::manual_seed(1);
+  Griffin model(small_config());
+  const fs::path a = temp_dir("a"), b = temp_dir("b");
+  save_pretrained(model, a.string());
+  Griffin loaded = load_pretrained(a.string());
+  save_pretrained(loaded, b.string());
+  Griffin reloaded = load_pretrained(b.string());
+  const auto p0 = model->named_parameters(), p2 = reloaded->named_parameters();
+  ASSERT_EQ(p0.size(), p2.size());
+  for (const auto& item : p0) EXPECT_TRUE(torch::equal(item.value(), p2[item.key()])) << item.key();
+  const torch::Tensor tokens = torch::randint(256, {2, 20}, torch::kLong);
+  const torch::Tensor pos = torch::arange(20, torch::kLong).repeat({2, 1});
+  torch::NoGradGuard no_grad;
+  EXPECT_TRUE(torch::equal(model(tokens, pos), reloaded(tokens, pos)));
+  EXPECT_EQ(reloaded->config().depth, 4);
+}
+
+TEST(Pretrained, Bfloat16FolderLoadsAsEitherDtype) {
+  torch::manual_seed(2);
+  Griffin model(small_config());
+  const fs::path dir = temp_dir("bf16");
+  save_pretrained(model, dir.string(), torch::kBFloat16);
+  Griffin as_bf16 = load_pretrained(dir.string(), torch::kBFloat16);
+  Griffin as_f32 = load_pretrained(dir.string(), torch::kFloat);
+  EXPECT_EQ(as_bf16->dtype(), torch::kBFloat16);
+  const torch::Tensor expected = model->embed_tokens->weight.to(torch::kBFloat16);
+  EXPECT_TRUE(torch::equal(as_bf16->embed_tokens->weight, expected));
+  EXPECT_TRUE(torch::equal(as_f32->embed_tokens->weight, expected.to(torch::kFloat)));
+}
+
+TEST(Pretrained, MismatchedFolderNamesEveryTensor) {
+  torch::manual_seed(3);
+  ModelConfig wide = small_config();
+  Griffin model(wide);
+  const fs::path dir = temp_dir("mismatch");
+  save_pretrained(model, dir.string());
+  // Same config.json but weights of a narrower model: every tensor's shape is wrong.
+  ModelConfig narrow = wide;
+  narrow.width = 32;
+  Griffin other(narrow);
+  rg::io::TensorMap tensors;
+  for (const auto& item : other->named_parameters()) tensors["model." + item.key()] = item.value().detach();
+  rg::io::write_safetensors((dir / "model.safetensors").string(), tensors);
+  try {
+    load_pretrained(dir.string());
+    FAIL() << "expected an error";
+  } catch (const std::exception& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find("model.embed_tokens.weight"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("model.layers.2.temporal_block.q_proj.weight"), std::string::npos) << msg;
+    EXPECT_NE(msg.find("64"), std::string::npos) << msg;
+  }
+}
+
+TEST(Pretrained, LogitsCommandWritesTheForwardPass) {
+  torch::manual_seed(4);
+  Griffin model(small_config());
+  const fs::path dir = temp_dir("cli");
+  save_pretrained(model, (dir / "model").string());
+  const torch::Tensor tokens = torch::randint(256, {2, 30}, torch::kInt);
+  torch::Tensor pos = torch::arange(30, torch::kInt).repeat({2, 1});
+  pos[1].narrow(0, 11, 19).copy_(torch::arange(19, torch::kInt));  // a second document in row 1
+  rg::io::write_safetensors((dir / "in.safetensors").string(), {{"tokens", tokens}, {"segment_pos", pos}});
+  const std::string cmd = std::string(RG_RGEMMA) + " logits --model " + (dir / "model").string() + " --input " +
+                          (dir / "in.safetensors").string() + " --output " + (dir / "out.safetensors").string();
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  const torch::Tensor logits = rg::io::read_safetensors((dir / "out.safetensors").string()).at("logits");
+  torch::NoGradGuard no_grad;
+  const torch::Tensor expected = model(tokens.to(torch::kLong), pos.to(torch::kLong));
+  ASSERT_EQ(logits.sizes(), expected.sizes());
+  EXPECT_LT((logits - expected).abs().max().item<double>(), 1e-5);
+}
+
+}  // namespace
+}  // namespace rg
