@@ -6,6 +6,7 @@
 #include <torch/torch.h>
 
 #include <algorithm>
+#include <cstdio>
 #include <cmath>
 #include <fstream>
 #include <sstream>
@@ -222,6 +223,26 @@ void ZeroOptimizer::sync_params_from_master() {
     comm_.all_gather(as_gatherable(mine), all_bytes);
     rows.narrow(1, b0, len).copy_(all);
   }
+}
+
+std::string ZeroOptimizer::summary() const {
+  auto count = [](double v, const char* unit) {
+    const char* prefixes[] = {"", "k", "M", "G", "T"};
+    int p = 0;
+    while (v >= 1000 && p < 4) {
+      v /= 1000;
+      ++p;
+    }
+    char buf[48];
+    std::snprintf(buf, sizeof buf, p == 0 ? "%.0f %s%s" : "%.3g %s%s", v, prefixes[p], unit);
+    return std::string(buf);
+  };
+  std::ostringstream os;
+  os << "ZeRO-" << config_.stage << " over " << world_ << " rank(s): " << count(total_, "") << "params in "
+     << entries_.size() << " tensors, " << count(shard_, "") << "per rank (padding " << padded_numel() - total_
+     << "); optimizer state " << count(optimizer_bytes(), "B") << " per rank (unsharded "
+     << count(unsharded_optimizer_bytes(), "B") << "), gradients " << count(gradient_bytes(), "B") << " per rank";
+  return os.str();
 }
 
 int64_t ZeroOptimizer::gradient_bytes() const {

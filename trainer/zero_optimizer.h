@@ -89,6 +89,9 @@ class ZeroOptimizer {
 
   // The layout index: names, shapes, dtypes, offsets, decay flags, total / padded / per-rank numel.
   nlohmann::json layout_json() const;
+  // One line for the start-up print, e.g. "ZeRO-2 over 4 ranks: 2.68G params in 290 tensors, 671M per
+  // rank (padding 2); optimizer state 8.05 GB per rank (unsharded 32.2 GB), gradients 2.68 GB per rank".
+  std::string summary() const;
 
   int64_t step_count() const { return step_; }
   int64_t total_numel() const { return total_; }

@@ -183,6 +183,10 @@ TEST(ZeroOptimizer, OptimizerMemoryIsOneNth) {
   EXPECT_EQ(opt.unsharded_optimizer_bytes(), 3 * 4 * 227);
   EXPECT_EQ(opt.optimizer_bytes(), 3 * 4 * ((227 + n - 1) / n));
   EXPECT_EQ(opt.gradient_bytes(), 4 * ((227 + n - 1) / n));  // stage 2: only the slice
+  const std::string summary = opt.summary();
+  EXPECT_NE(summary.find("ZeRO-2 over " + std::to_string(n) + " rank(s): 227 params in 6 tensors"), std::string::npos)
+      << summary;
+  EXPECT_NE(summary.find("(unsharded 2.72 kB)"), std::string::npos) << summary;
   const auto layout = opt.layout_json();
   EXPECT_EQ(layout["padding"].get<int64_t>(), opt.padded_numel() - 227);
   EXPECT_EQ(layout["params"][2]["name"], "1.weight");
