@@ -16,7 +16,9 @@
 #include <fstream>
 
 #include <cstdlib>
+#include <algorithm>
 #include <mutex>
+#include <thread>
 #include <stdexcept>
 
 namespace rg {
@@ -140,6 +142,20 @@ void Tokenizer::train_raw(const std::vector<std::string>& flags, const std::stri
     for (const auto& l : tail) last += "\n  " + l;
     throw std::runtime_error("sentencepiece training failed (" + program + ", log " + log_path + "):" + last);
   }
+}
+
+std::vector<std::string> gemma_training_flags(const std::string& inputs, const std::string& model_prefix,
+                                              int64_t vocab_size, const std::string& model_type,
+                                              int64_t input_sentence_size) {
+  const unsigned threads = std::max(1u, std::thread::hardware_concurrency());
+  return {"--input=" + inputs, "--model_prefix=" + model_prefix, "--vocab_size=" + std::to_string(vocab_size),
+          "--model_type=" + model_type, "--byte_fallback=true", "--pad_id=0", "--eos_id=1", "--bos_id=2",
+          "--unk_id=3", "--pad_piece=<pad>", "--eos_piece=<eos>", "--bos_piece=<bos>", "--unk_piece=<unk>",
+          "--user_defined_symbols=<start_of_turn>,<end_of_turn>", "--split_digits=true",
+          "--add_dummy_prefix=false", "--remove_extra_whitespaces=false", "--normalization_rule_name=identity",
+          "--allow_whitespace_only_pieces=true", "--character_coverage=0.9995",
+          "--input_sentence_size=" + std::to_string(input_sentence_size), "--shuffle_input_sentence=true",
+          "--num_threads=" + std::to_string(threads)};
 }
 
 std::vector<int32_t> Tokenizer::encode(std::string_view text) const {

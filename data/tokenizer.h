@@ -40,6 +40,13 @@ class Tokenizer {
   int32_t vocab_size_ = 0, bos_id_ = -1, eos_id_ = -1, pad_id_ = -1, unk_id_ = -1;
 };
 
+// Flags for train_raw() giving Gemma's layout: pad 0, eos 1, bos 2, unk 3 (pieces <pad> <eos> <bos> <unk>),
+// <start_of_turn>/<end_of_turn> as single user-defined pieces, byte fallback, and identity normalisation
+// with whitespace kept and no dummy prefix, so decode(encode(text)) == text. `inputs` is comma-separated.
+std::vector<std::string> gemma_training_flags(const std::string& inputs, const std::string& model_prefix,
+                                              int64_t vocab_size, const std::string& model_type = "unigram",
+                                              int64_t input_sentence_size = 2000000);
+
 // Where librg_sentencepiece.so is looked for: $RG_SENTENCEPIECE_SHIM, else next to librg_data.so.
 std::string sentencepiece_shim_path();
 

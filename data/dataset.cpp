@@ -1,0 +1,402 @@
+// The token-dataset format: writer (temporary file + rename), validating reader, dataset info and the
+// model-compatibility check. The layout itself is documented in docs/data-formats.md.
+#include "data/dataset.h"
+
+#include "data/h5.h"
+
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <sstream>
+
+namespace rg::data {
+namespace {
+
+namespace fs = std::filesystem;
+
+const char* split_name(bool validation) { return validation ? "validation" : "train"; }
+
+// The sequence sets each kind of dataset holds, and whether they carry a loss mask.
+std::vector<std::pair<std::string, bool>> sets_of(DatasetKind kind) {
+  switch (kind) {
+    case DatasetKind::kText: return {{"", false}};
+    case DatasetKind::kChat: return {{"", true}};
+    case DatasetKind::kPreference: return {{"prompt", false}, {"chosen", false}, {"rejected", false}};
+    case DatasetKind::kPrompts: return {{"prompt", false}};
+  }
+  return {};
+}
+
+DatasetKind parse_kind(const std::string& name, const std::string& where) {
+  for (DatasetKind k : {DatasetKind::kText, DatasetKind::kChat, DatasetKind::kPreference, DatasetKind::kPrompts}) {
+    if (kind_name(k) == name) return k;
+  }
+  throw DataError(where + ": unknown dataset kind '" + name + "'");
+}
+
+// Opens an existing dataset file read-only, telling apart missing, foreign and truncated files.
+h5::Handle open_file(const std::string& path) {
+  h5::quiet();
+  std::error_code ec;
+  if (!fs::is_regular_file(path, ec)) throw DataError(path + ": no such file");
+  std::lock_guard<std::recursive_mutex> g(h5::lock());
+  if (H5Fis_hdf5(path.c_str()) <= 0) {
+    throw DataError(path + ": not an HDF5 file (no HDF5 signature: a foreign or truncated file)");
+  }
+  h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
+  if (!file.valid()) throw DataError(path + ": cannot open as HDF5 (the file is truncated or damaged)");
+  return file;
+}
+
+DatasetInfo read_info(hid_t file, const std::string& path) {
+  const hid_t root = file;
+  if (!h5::has_attr(root, "format")) {
+    throw DataError(path + ": not an rgemma token dataset (an HDF5 file without the 'format' attribute)");
+  }
+  const std::string format = h5::read_string_attr(root, "format", path);
+  if (format != kFormatName) {
+    throw DataError(path + ": not an rgemma token dataset (format '" + format + "', expected '" + kFormatName + "')");
+  }
+  DatasetInfo info;
+  info.path = path;
+  info.format_version = h5::read_int_attr(root, "format_version", path);
+  if (info.format_version > kFormatVersion || info.format_version < 1) {
+    throw DataError(path + ": format version " + std::to_string(info.format_version) +
+                    " is not one this build reads (1.." + std::to_string(kFormatVersion) + ")");
+  }
+  info.kind = parse_kind(h5::read_string_attr(root, "kind", path), path);
+  info.tokenizer.id = h5::read_string_attr(root, "tokenizer_id", path);
+  info.tokenizer.path = h5::read_string_attr(root, "tokenizer_path", path);
+  info.tokenizer.vocab_size = h5::read_int_attr(root, "vocab_size", path);
+  auto id = [&](const char* name) { return static_cast<int32_t>(h5::read_int_attr(root, name, path)); };
+  info.tokenizer.special = {id("pad_id"), id("eos_id"), id("bos_id"), id("unk_id"), id("start_of_turn_id"),
+                            id("end_of_turn_id")};
+  info.validation_fraction = h5::read_double_attr(root, "validation_fraction", path);
+  info.created_by = h5::read_string_attr(root, "created_by", path);
+  for (bool validation : {false, true}) {
+    h5::Handle group = h5::open_group(root, split_name(validation), path);
+    const std::string where = path + ":/" + split_name(validation);
+    SplitCounts& c = validation ? info.validation : info.train;
+    c.sequences = h5::read_int_attr(group.get(), "sequences", where);
+    c.tokens = h5::read_int_attr(group.get(), "tokens", where);
+  }
+  if (h5::has_attr(root, "pair_kinds")) {
+    std::stringstream s(h5::read_string_attr(root, "pair_kinds", path));
+    for (std::string k; std::getline(s, k);) info.pair_kinds.push_back(k);
+  }
+  return info;
+}
+
+}  // namespace
+
+std::string kind_name(DatasetKind kind) {
+  switch (kind) {
+    case DatasetKind::kText: return "text";
+    case DatasetKind::kChat: return "chat";
+    case DatasetKind::kPreference: return "preference";
+    case DatasetKind::kPrompts: return "prompts";
+  }
+  return "?";
+}
+
+SpecialIds special_ids(const Tokenizer& tokenizer) {
+  SpecialIds s;
+  s.pad = tokenizer.pad_id(), s.eos = tokenizer.eos_id(), s.bos = tokenizer.bos_id(), s.unk = tokenizer.unk_id();
+  s.start_of_turn = tokenizer.piece_to_id("<start_of_turn>");
+  s.end_of_turn = tokenizer.piece_to_id("<end_of_turn>");
+  return s;
+}
+
+std::string tokenizer_id(const std::string& model_path) {
+  std::ifstream in(model_path, std::ios::binary);
+  if (!in) throw DataError(model_path + ": cannot open tokenizer model");
+  uint64_t h = 1469598103934665603ull;  // FNV-1a 64: stable, dependency-free; identity, not security
+  char buf[1 << 16];
+  while (in.read(buf, sizeof buf) || in.gcount() > 0) {
+    for (std::streamsize i = 0; i < in.gcount(); ++i) {
+      h ^= static_cast<unsigned char>(buf[i]);
+      h *= 1099511628211ull;
+    }
+  }
+  char hex[17];
+  std::snprintf(hex, sizeof hex, "%016llx", static_cast<unsigned long long>(h));
+  return std::string("fnv1a64:") + hex;
+}
+
+TokenizerIdentity identify(const Tokenizer& tokenizer) {
+  TokenizerIdentity t;
+  t.id = tokenizer_id(tokenizer.path());
+  t.path = fs::absolute(tokenizer.path()).string();
+  t.vocab_size = tokenizer.vocab_size();
+  t.special = special_ids(tokenizer);
+  return t;
+}
+
+DatasetInfo read_dataset_info(const std::string& path) {
+  h5::Handle file = open_file(path);
+  try {
+    return read_info(file.get(), path);
+  } catch (const DataError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DataError(e.what());
+  }
+}
+
+void check_compatible(const DatasetInfo& info, int64_t model_vocab_size, const std::string& model_tokenizer_id) {
+  if (info.tokenizer.vocab_size != model_vocab_size) {
+    throw DataError(info.path + ": dataset vocab_size " + std::to_string(info.tokenizer.vocab_size) +
+                    " differs from the model's vocab_size " + std::to_string(model_vocab_size) +
+                    " (tokenizer " + info.tokenizer.path + ")");
+  }
+  if (!model_tokenizer_id.empty() && info.tokenizer.id != model_tokenizer_id) {
+    throw DataError(info.path + ": dataset was tokenized with " + info.tokenizer.id + " (" + info.tokenizer.path +
+                    ") but the model uses tokenizer " + model_tokenizer_id);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------- writer
+
+struct DatasetWriter::Impl {
+  struct Set {
+    h5::Handle group;
+    std::unique_ptr<h5::Appender<int32_t>> tokens;
+    std::unique_ptr<h5::Appender<int64_t>> offsets;
+    std::unique_ptr<h5::Appender<uint8_t>> mask;
+  };
+  std::string path, tmp;
+  DatasetKind kind;
+  h5::Handle file;
+  h5::Handle splits[2];
+  std::map<std::string, Set> sets[2];
+  std::unique_ptr<h5::Appender<int32_t>> pair_kind[2];
+  SplitCounts counts[2];
+  bool committed = false;
+};
+
+DatasetWriter::DatasetWriter(const std::string& path, DatasetKind kind, const TokenizerIdentity& tokenizer,
+                             double validation_fraction, const std::string& created_by)
+    : impl_(std::make_unique<Impl>()) {
+  h5::quiet();
+  Impl& m = *impl_;
+  m.path = path, m.kind = kind;
+  m.tmp = path + ".tmp-" + std::to_string(::getpid());
+  std::lock_guard<std::recursive_mutex> g(h5::lock());
+  m.file = h5::Handle(H5Fcreate(m.tmp.c_str(), H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT));
+  if (!m.file.valid()) throw DataError(m.tmp + ": cannot create (is the directory writable?)");
+  const hid_t root = m.file.get();
+  h5::write_attr(root, "format", std::string(kFormatName));
+  h5::write_attr(root, "format_version", kFormatVersion);
+  h5::write_attr(root, "kind", kind_name(kind));
+  h5::write_attr(root, "tokenizer_id", tokenizer.id);
+  h5::write_attr(root, "tokenizer_path", tokenizer.path);
+  h5::write_attr(root, "vocab_size", tokenizer.vocab_size);
+  const SpecialIds& s = tokenizer.special;
+  h5::write_attr(root, "pad_id", int64_t{s.pad});
+  h5::write_attr(root, "eos_id", int64_t{s.eos});
+  h5::write_attr(root, "bos_id", int64_t{s.bos});
+  h5::write_attr(root, "unk_id", int64_t{s.unk});
+  h5::write_attr(root, "start_of_turn_id", int64_t{s.start_of_turn});
+  h5::write_attr(root, "end_of_turn_id", int64_t{s.end_of_turn});
+  h5::write_attr(root, "validation_fraction", validation_fraction);
+  h5::write_attr(root, "created_by", created_by);
+  constexpr int64_t kChunk = 1 << 14;  // 64 KiB of int32: small enough for shuffled reads of short docs
+  for (int v = 0; v < 2; ++v) {
+    m.splits[v] = h5::Handle(H5Gcreate2(root, split_name(v), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    for (const auto& [name, with_mask] : sets_of(kind)) {
+      Impl::Set set;
+      hid_t parent = m.splits[v].get();
+      if (!name.empty()) {
+        set.group = h5::Handle(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+        parent = set.group.get();
+      }
+      set.tokens = std::make_unique<h5::Appender<int32_t>>(parent, "tokens", kChunk);
+      set.offsets = std::make_unique<h5::Appender<int64_t>>(parent, "offsets", 4096);
+      const int64_t zero = 0;
+      set.offsets->append(&zero, 1);
+      if (with_mask) set.mask = std::make_unique<h5::Appender<uint8_t>>(parent, "loss_mask", kChunk);
+      m.sets[v].emplace(name, std::move(set));
+    }
+    if (kind == DatasetKind::kPreference) {
+      m.pair_kind[v] = std::make_unique<h5::Appender<int32_t>>(m.splits[v].get(), "kind", 4096);
+    }
+  }
+}
+
+DatasetWriter::~DatasetWriter() {
+  if (!impl_->committed) {
+    impl_->sets[0].clear(), impl_->sets[1].clear();
+    impl_->pair_kind[0].reset(), impl_->pair_kind[1].reset();
+    impl_->splits[0].reset(), impl_->splits[1].reset();
+    impl_->file.reset();
+    std::remove(impl_->tmp.c_str());
+  }
+}
+
+void DatasetWriter::add(bool validation, const std::string& set, const std::vector<int32_t>& tokens,
+                        const std::vector<uint8_t>* mask) {
+  auto it = impl_->sets[validation].find(set);
+  if (it == impl_->sets[validation].end()) throw std::logic_error("DatasetWriter: no sequence set '" + set + "'");
+  Impl::Set& s = it->second;
+  if (static_cast<bool>(s.mask) != (mask != nullptr) || (mask && mask->size() != tokens.size())) {
+    throw std::logic_error("DatasetWriter: loss mask missing or of the wrong length for set '" + set + "'");
+  }
+  s.tokens->append(tokens.data(), tokens.size());
+  if (mask) s.mask->append(mask->data(), mask->size());
+  const int64_t end = s.tokens->size();
+  s.offsets->append(&end, 1);
+  impl_->counts[validation].tokens += static_cast<int64_t>(tokens.size());
+}
+
+void DatasetWriter::end_example(bool validation, int32_t pair_kind) {
+  impl_->counts[validation].sequences += 1;
+  if (impl_->pair_kind[validation]) impl_->pair_kind[validation]->append(&pair_kind, 1);
+}
+
+SplitCounts DatasetWriter::counts(bool validation) const { return impl_->counts[validation]; }
+
+void DatasetWriter::commit(const std::vector<std::string>& pair_kinds) {
+  Impl& m = *impl_;
+  {
+    std::lock_guard<std::recursive_mutex> g(h5::lock());
+    for (int v = 0; v < 2; ++v) {
+      for (auto& [name, set] : m.sets[v]) {
+        set.tokens->flush(), set.offsets->flush();
+        if (set.mask) set.mask->flush();
+      }
+      if (m.pair_kind[v]) m.pair_kind[v]->flush();
+      h5::write_attr(m.splits[v].get(), "sequences", m.counts[v].sequences);
+      h5::write_attr(m.splits[v].get(), "tokens", m.counts[v].tokens);
+    }
+    if (!pair_kinds.empty()) {
+      std::string joined;
+      for (const auto& k : pair_kinds) joined += k + "\n";
+      h5::write_attr(m.file.get(), "pair_kinds", joined);
+    }
+    m.sets[0].clear(), m.sets[1].clear();
+    m.pair_kind[0].reset(), m.pair_kind[1].reset();
+    m.splits[0].reset(), m.splits[1].reset();
+    if (H5Fflush(m.file.get(), H5F_SCOPE_GLOBAL) < 0) throw DataError(m.tmp + ": flush failed (disk full?)");
+    m.file.reset();
+  }
+  std::error_code ec;
+  fs::rename(m.tmp, m.path, ec);
+  if (ec) throw DataError(m.path + ": cannot rename " + m.tmp + " into place: " + ec.message());
+  m.committed = true;
+}
+
+// ---------------------------------------------------------------------------------------------- reader
+
+struct SequenceReader::Impl {
+  DatasetInfo info;
+  h5::Handle file, group, tokens, mask;
+  std::vector<int64_t> offsets;  // (sequences + 1)
+  std::string where;             // "path:/train/prompt"
+};
+
+SequenceReader::SequenceReader(const std::string& path, const std::string& split, const std::string& set)
+    : impl_(std::make_unique<Impl>()) {
+  Impl& m = *impl_;
+  m.file = open_file(path);
+  try {
+    m.info = read_info(m.file.get(), path);
+    if (split != "train" && split != "validation") {
+      throw DataError(path + ": unknown split '" + split + "' (train or validation)");
+    }
+    const std::string group_path = set.empty() ? split : split + "/" + set;
+    m.where = path + ":/" + group_path;
+    m.group = h5::open_group(m.file.get(), group_path, path);
+    m.tokens = h5::open_dataset(m.group.get(), "tokens", m.where);
+    if (h5::has_link(m.group.get(), "loss_mask")) m.mask = h5::open_dataset(m.group.get(), "loss_mask", m.where);
+    h5::Handle offsets = h5::open_dataset(m.group.get(), "offsets", m.where);
+    m.offsets = h5::read_all<int64_t>(offsets.get(), m.where + "/offsets");
+  } catch (const DataError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DataError(e.what());
+  }
+  const int64_t n_tokens = h5::dataset_length(m.tokens.get(), m.where + "/tokens");
+  if (m.offsets.empty() || m.offsets.front() != 0 || m.offsets.back() != n_tokens) {
+    throw DataError(m.where + "/offsets: does not span tokens [0, " + std::to_string(n_tokens) + ") (damaged file)");
+  }
+  for (size_t i = 1; i < m.offsets.size(); ++i) {
+    if (m.offsets[i] < m.offsets[i - 1]) {
+      throw DataError(m.where + "/offsets[" + std::to_string(i) + "]: decreasing offset (damaged file)");
+    }
+  }
+  if (m.mask.valid() && h5::dataset_length(m.mask.get(), m.where + "/loss_mask") != n_tokens) {
+    throw DataError(m.where + "/loss_mask: length differs from tokens (damaged file)");
+  }
+}
+
+SequenceReader::~SequenceReader() = default;
+SequenceReader::SequenceReader(SequenceReader&&) noexcept = default;
+
+const DatasetInfo& SequenceReader::info() const { return impl_->info; }
+int64_t SequenceReader::size() const { return static_cast<int64_t>(impl_->offsets.size()) - 1; }
+int64_t SequenceReader::length(int64_t i) const { return impl_->offsets[i + 1] - impl_->offsets[i]; }
+int64_t SequenceReader::total_tokens() const { return impl_->offsets.back(); }
+bool SequenceReader::has_mask() const { return impl_->mask.valid(); }
+
+void SequenceReader::read(int64_t i, int64_t begin, int64_t end, int32_t* tokens, uint8_t* mask) const {
+  const Impl& m = *impl_;
+  const int64_t start = m.offsets[i] + begin, count = end - begin;
+  if (begin < 0 || end < begin || start + count > m.offsets[i + 1]) {
+    throw std::out_of_range(m.where + ": read past the end of sequence " + std::to_string(i));
+  }
+  try {
+    h5::read_range<int32_t>(m.tokens.get(), start, count, tokens, m.where + "/tokens");
+    if (mask && m.mask.valid()) h5::read_range<uint8_t>(m.mask.get(), start, count, mask, m.where + "/loss_mask");
+  } catch (const std::exception& e) {
+    throw DataError(e.what());
+  }
+  const int64_t vocab = m.info.tokenizer.vocab_size;
+  for (int64_t k = 0; k < count; ++k) {
+    if (tokens[k] < 0 || tokens[k] >= vocab) {
+      throw DataError(m.where + "/tokens[" + std::to_string(start + k) + "]: token id " + std::to_string(tokens[k]) +
+                      " is outside the vocabulary (vocab_size " + std::to_string(vocab) + ")");
+    }
+  }
+}
+
+std::vector<int32_t> SequenceReader::tokens(int64_t i) const {
+  std::vector<int32_t> out(length(i));
+  read(i, 0, length(i), out.data());
+  return out;
+}
+
+std::vector<PreferencePair> read_preference(const std::string& path, const std::string& split) {
+  SequenceReader prompt(path, split, "prompt"), chosen(path, split, "chosen"), rejected(path, split, "rejected");
+  if (prompt.info().kind != DatasetKind::kPreference) {
+    throw DataError(path + ": a " + kind_name(prompt.info().kind) + " dataset, not a preference set");
+  }
+  std::vector<int32_t> kinds;
+  {
+    h5::Handle file = open_file(path);
+    h5::Handle dataset = h5::open_dataset(file.get(), split + "/kind", path);
+    kinds = h5::read_all<int32_t>(dataset.get(), path + ":/" + split + "/kind");
+  }
+  if (chosen.size() != prompt.size() || rejected.size() != prompt.size() ||
+      static_cast<int64_t>(kinds.size()) != prompt.size()) {
+    throw DataError(path + ":/" + split + ": prompt, chosen, rejected and kind counts differ (damaged file)");
+  }
+  const auto& names = prompt.info().pair_kinds;
+  std::vector<PreferencePair> out(prompt.size());
+  for (int64_t i = 0; i < prompt.size(); ++i) {
+    out[i].prompt = prompt.tokens(i), out[i].chosen = chosen.tokens(i), out[i].rejected = rejected.tokens(i);
+    if (kinds[i] >= 0 && kinds[i] < static_cast<int32_t>(names.size())) out[i].kind = names[kinds[i]];
+  }
+  return out;
+}
+
+std::vector<std::vector<int32_t>> read_prompts(const std::string& path, const std::string& split) {
+  SequenceReader prompt(path, split, "prompt");
+  std::vector<std::vector<int32_t>> out(prompt.size());
+  for (int64_t i = 0; i < prompt.size(); ++i) out[i] = prompt.tokens(i);
+  return out;
+}
+
+}  // namespace rg::data

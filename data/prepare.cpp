@@ -1,0 +1,359 @@
+// prepare: input walking (files, directories, JSONL lines, blank-line blocks), example validation with
+// file:line errors, the validation split, over-long handling, progress and the summary.
+#include "data/prepare.h"
+
+#include "data/chat_format.h"
+
+#include <unistd.h>
+
+#include <nlohmann/json.hpp>
+
+#include <algorithm>
+#include <chrono>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <map>
+#include <iomanip>
+#include <iostream>
+#include <memory>
+#include <sstream>
+
+namespace rg::data {
+namespace {
+
+namespace fs = std::filesystem;
+using Json = nlohmann::json;
+
+std::vector<std::string> expand(const std::vector<std::string>& inputs) {
+  std::vector<std::string> files;
+  for (const auto& in : inputs) {
+    std::error_code ec;
+    if (fs::is_directory(in, ec)) {
+      std::vector<std::string> found;
+      for (const auto& e : fs::recursive_directory_iterator(in)) {
+        if (e.is_regular_file()) found.push_back(e.path().string());
+      }
+      std::sort(found.begin(), found.end());
+      files.insert(files.end(), found.begin(), found.end());
+    } else if (fs::is_regular_file(in, ec)) {
+      files.push_back(in);
+    } else {
+      throw DataError(in + ": no such file or directory");
+    }
+  }
+  if (files.empty()) throw DataError("no input files given (empty corpus)");
+  return files;
+}
+
+bool held_out(int64_t k, double f) {  // spreads round(n f) validation examples evenly over the input
+  return std::floor((k + 1) * f) > std::floor(k * f);
+}
+
+// Shared state of one prepare run: tokenizer, writer, split counter and progress.
+class Run {
+ public:
+  Run(DatasetKind kind, const std::vector<std::string>& inputs, const PrepareOptions& o, const std::string& by)
+      : options_(o), files_(expand(inputs)), tokenizer_(Tokenizer::load(o.tokenizer)) {
+    if (o.validation_fraction < 0 || o.validation_fraction >= 1) {
+      throw DataError("validation fraction " + std::to_string(o.validation_fraction) + " is outside [0, 1)");
+    }
+    if (o.overlong != "drop" && o.overlong != "truncate") {
+      throw DataError("overlong must be 'drop' or 'truncate', not '" + o.overlong + "'");
+    }
+    for (const auto& f : files_) progress_.bytes_total += static_cast<int64_t>(fs::file_size(f));
+    summary_.kind = kind, summary_.output = o.output;
+    writer_ = std::make_unique<DatasetWriter>(o.output, kind, identify(tokenizer_), o.validation_fraction, by);
+  }
+
+  const Tokenizer& tokenizer() const { return tokenizer_; }
+  const std::vector<std::string>& files() const { return files_; }
+  PrepareSummary& summary() { return summary_; }
+  DatasetWriter& writer() { return *writer_; }
+
+  // The split of the next example, which the caller then writes and ends with end_example().
+  bool next_is_validation() const { return held_out(examples_, options_.validation_fraction); }
+  void end_example(int64_t tokens, int32_t pair_kind = -1) {
+    writer_->end_example(next_is_validation(), pair_kind);
+    ++examples_;
+    progress_.examples = examples_, progress_.tokens += tokens;
+  }
+  void read_bytes(int64_t n) {
+    progress_.bytes_done += n;
+    if (options_.progress) options_.progress(progress_);
+  }
+
+  // Reads every non-blank line of `file` as a JSON object, calling f(json).
+  template <class F>
+  void json_lines(const std::string& file, F f) {
+    std::ifstream in(file);
+    if (!in) throw DataError(file + ": cannot open");
+    std::string line;
+    for (int64_t n = 1; std::getline(in, line); ++n) {
+      read_bytes(static_cast<int64_t>(line.size()) + 1);
+      if (trim(line).empty()) continue;
+      const std::string where = file + ":" + std::to_string(n);
+      Json j;
+      try {
+        j = Json::parse(line);
+      } catch (const Json::parse_error& e) {
+        const std::string what = e.what();
+        const auto cut = what.find("] ");
+        throw DataError(where + ": malformed JSON: " + (cut == std::string::npos ? what : what.substr(cut + 2)));
+      }
+      if (!j.is_object()) throw DataError(where + ": expected a JSON object per line");
+      try {
+        f(j);
+      } catch (const FormatError& e) {
+        throw DataError(where + ": " + e.what());
+      }
+    }
+  }
+  template <class F>
+  void for_each_json_line(F f) {
+    for (const auto& file : files_) json_lines(file, f);
+  }
+
+  PrepareSummary finish(const char* what) {
+    summary_.train = writer_->counts(false), summary_.validation = writer_->counts(true);
+    if (summary_.train.sequences + summary_.validation.sequences == 0) {
+      std::string list;
+      for (size_t i = 0; i < files_.size() && i < 3; ++i) list += (i ? ", " : "") + files_[i];
+      if (files_.size() > 3) list += ", ...";
+      throw DataError(std::string("no ") + what + " found in " + list + " (empty corpus)");
+    }
+    if (summary_.train.sequences == 0) {
+      throw DataError(std::string("every ") + what + " went to the validation split; lower the validation fraction");
+    }
+    writer_->commit(summary_.pair_kinds);
+    progress_.done = true;
+    if (options_.progress) options_.progress(progress_);
+    return summary_;
+  }
+
+  // Applies max_tokens: false when the example must be dropped; truncates in place otherwise.
+  bool fit(std::vector<int32_t>* tokens, std::vector<uint8_t>* mask) {
+    if (options_.max_tokens <= 0 || static_cast<int64_t>(tokens->size()) <= options_.max_tokens) return true;
+    if (options_.overlong == "drop") return ++summary_.dropped, false;
+    tokens->resize(options_.max_tokens);
+    if (mask) {
+      mask->resize(options_.max_tokens);
+      // Nothing left to learn from: a truncated chat with no model token is dropped instead.
+      if (std::find(mask->begin(), mask->end(), 1) == mask->end()) return ++summary_.dropped, false;
+    }
+    ++summary_.truncated;
+    return true;
+  }
+
+  const PrepareOptions& options() const { return options_; }
+
+ private:
+  PrepareOptions options_;
+  std::vector<std::string> files_;
+  Tokenizer tokenizer_;
+  std::unique_ptr<DatasetWriter> writer_;
+  PrepareSummary summary_;
+  PrepareProgress progress_;
+  int64_t examples_ = 0;
+};
+
+// A chat-style field: a string (one user or model turn) or a list of messages.
+std::vector<Turn> turns_of(const Json& j, const char* field, Ending ending) {
+  const auto it = j.find(field);
+  if (it == j.end()) throw FormatError(std::string("missing field \"") + field + "\"");
+  if (it->is_string()) {
+    const std::string text = trim(it->get<std::string>());
+    if (text.empty()) throw FormatError(std::string(field) + ": empty content");
+    return {{ending != Ending::kUser, text}};
+  }
+  if (!it->is_array()) throw FormatError(std::string(field) + ": expected a string or a list of messages");
+  try {
+    return normalize(parse_messages(*it, field), ending);
+  } catch (const FormatError& e) {
+    throw FormatError(std::string(field) + ": " + e.what());
+  }
+}
+
+// A completion (TRL: a string, or a list holding one assistant message).
+std::string completion_of(const Json& j, const char* field) {
+  const auto it = j.find(field);
+  if (it == j.end()) throw FormatError(std::string("missing field \"") + field + "\"");
+  std::string text;
+  if (it->is_string()) {
+    text = it->get<std::string>();
+  } else {
+    const std::vector<Message> m = parse_messages(*it, field);
+    if (m.size() != 1 || (m[0].role != "assistant" && m[0].role != "model")) {
+      throw FormatError(std::string(field) + ": expected one assistant message");
+    }
+    text = m[0].content;
+  }
+  text = trim(text);
+  if (text.empty()) throw FormatError(std::string(field) + ": empty content");
+  return text;
+}
+
+}  // namespace
+
+PrepareSummary prepare_text(const std::vector<std::string>& inputs, const PrepareOptions& options) {
+  if (options.document != "file" && options.document != "block") {
+    throw DataError("document must be 'file' or 'block', not '" + options.document + "'");
+  }
+  Run run(DatasetKind::kText, inputs, options, "rgemma prepare text");
+  const int32_t bos = run.tokenizer().bos_id();
+  if (bos < 0) throw DataError(options.tokenizer + ": the tokenizer has no <bos> piece");
+  auto add = [&](const std::string& text) {
+    if (trim(text).empty()) return void(++run.summary().empty);
+    std::vector<int32_t> tokens = {bos};
+    const auto ids = run.tokenizer().encode(text);
+    tokens.insert(tokens.end(), ids.begin(), ids.end());
+    run.writer().add(run.next_is_validation(), "", tokens);
+    run.end_example(static_cast<int64_t>(tokens.size()));
+  };
+  for (const auto& file : run.files()) {
+    if (file.size() > 6 && file.compare(file.size() - 6, 6, ".jsonl") == 0) {
+      run.json_lines(file, [&](const Json& j) {
+        const auto it = j.find(options.text_field);
+        if (it == j.end() || !it->is_string()) {
+          throw FormatError("missing string field \"" + options.text_field + "\"");
+        }
+        add(it->get<std::string>());
+      });
+      continue;
+    }
+    std::ifstream in(file, std::ios::binary);
+    if (!in) throw DataError(file + ": cannot open");
+    if (options.document == "file") {
+      std::ostringstream s;
+      s << in.rdbuf();
+      const std::string text = s.str();
+      run.read_bytes(static_cast<int64_t>(text.size()));
+      add(trim(text));
+      continue;
+    }
+    std::string line, block;
+    while (std::getline(in, line)) {
+      run.read_bytes(static_cast<int64_t>(line.size()) + 1);
+      if (!line.empty() && line.back() == '\r') line.pop_back();
+      if (trim(line).empty()) {
+        add(block), block.clear();
+      } else {
+        block += (block.empty() ? "" : "\n") + line;
+      }
+    }
+    add(block);
+  }
+  return run.finish("documents");
+}
+
+PrepareSummary prepare_chat(const std::vector<std::string>& inputs, const PrepareOptions& options) {
+  Run run(DatasetKind::kChat, inputs, options, "rgemma prepare chat");
+  const ChatFormatter format(run.tokenizer());
+  run.for_each_json_line([&](const Json& j) {
+    const auto it = j.find("messages");
+    if (it == j.end()) throw FormatError("missing field \"messages\"");
+    Encoded e = format.conversation(normalize(parse_messages(*it, "messages"), Ending::kModel));
+    if (!run.fit(&e.tokens, &e.mask)) return;
+    run.writer().add(run.next_is_validation(), "", e.tokens, &e.mask);
+    run.end_example(static_cast<int64_t>(e.tokens.size()));
+  });
+  return run.finish("conversations");
+}
+
+PrepareSummary prepare_preference(const std::vector<std::string>& inputs, const PrepareOptions& options) {
+  Run run(DatasetKind::kPreference, inputs, options, "rgemma prepare preference");
+  const ChatFormatter format(run.tokenizer());
+  std::map<std::string, int32_t> kinds;
+  run.for_each_json_line([&](const Json& j) {
+    const std::vector<int32_t> prompt = format.prompt(turns_of(j, "prompt", Ending::kUser));
+    std::vector<int32_t> chosen = format.completion(completion_of(j, "chosen"));
+    std::vector<int32_t> rejected = format.completion(completion_of(j, "rejected"));
+    if (chosen == rejected) throw FormatError("chosen and rejected are identical");
+    int32_t kind = -1;
+    if (j.contains("kind")) {
+      if (!j["kind"].is_string()) throw FormatError("kind: expected a string");
+      const std::string k = j["kind"].get<std::string>();
+      if (!kinds.count(k)) {
+        kinds[k] = static_cast<int32_t>(run.summary().pair_kinds.size());
+        run.summary().pair_kinds.push_back(k);
+      }
+      kind = kinds[k];
+    }
+    const int64_t limit = run.options().max_tokens, longest = static_cast<int64_t>(std::max(chosen.size(), rejected.size()));
+    if (limit > 0 && static_cast<int64_t>(prompt.size()) + longest > limit) {
+      // Truncation cuts the completions, never the prompt; a prompt that fills the limit is dropped.
+      if (run.options().overlong == "drop" || static_cast<int64_t>(prompt.size()) >= limit) {
+        return void(++run.summary().dropped);
+      }
+      const size_t room = static_cast<size_t>(limit - static_cast<int64_t>(prompt.size()));
+      chosen.resize(std::min(chosen.size(), room)), rejected.resize(std::min(rejected.size(), room));
+      ++run.summary().truncated;
+    }
+    const bool v = run.next_is_validation();
+    run.writer().add(v, "prompt", prompt), run.writer().add(v, "chosen", chosen), run.writer().add(v, "rejected", rejected);
+    run.end_example(static_cast<int64_t>(prompt.size() + chosen.size() + rejected.size()), kind);
+  });
+  return run.finish("preference pairs");
+}
+
+PrepareSummary prepare_prompts(const std::vector<std::string>& inputs, const PrepareOptions& options) {
+  Run run(DatasetKind::kPrompts, inputs, options, "rgemma prepare prompts");
+  const ChatFormatter format(run.tokenizer());
+  run.for_each_json_line([&](const Json& j) {
+    const std::vector<int32_t> prompt = format.prompt(turns_of(j, "prompt", Ending::kUser));
+    if (run.options().max_tokens > 0 && static_cast<int64_t>(prompt.size()) > run.options().max_tokens) {
+      return void(++run.summary().dropped);  // a cut prompt would ask a different question
+    }
+    run.writer().add(run.next_is_validation(), "prompt", prompt);
+    run.end_example(static_cast<int64_t>(prompt.size()));
+  });
+  return run.finish("prompts");
+}
+
+std::function<void(const PrepareProgress&)> console_progress(std::ostream& out, const std::string& label) {
+  const bool tty = isatty(STDERR_FILENO) && &out == &std::cerr;
+  auto last = std::make_shared<std::chrono::steady_clock::time_point>();
+  auto tenth = std::make_shared<int>(-1);
+  const auto start = std::chrono::steady_clock::now();
+  return [&out, label, tty, last, tenth, start](const PrepareProgress& p) {
+    const double frac = p.done || p.bytes_total <= 0 ? 1.0 : std::min(1.0, double(p.bytes_done) / double(p.bytes_total));
+    const auto now = std::chrono::steady_clock::now();
+    if (tty) {
+      if (!p.done && now - *last < std::chrono::milliseconds(200)) return;
+    } else {
+      const int t = p.done ? 10 : std::min(9, static_cast<int>(frac * 10));  // 100% only once finished
+      if (t == *tenth) return;
+      *tenth = t;
+    }
+    *last = now;
+    const double secs = std::chrono::duration<double>(now - start).count();
+    const int width = 30, fill = static_cast<int>(frac * width);
+    std::ostringstream line;
+    line << label << " [" << std::string(fill, '#') << std::string(width - fill, '.') << "] "
+         << static_cast<int>(frac * 100) << "%  " << std::fixed << std::setprecision(1) << p.bytes_done / 1048576.0
+         << "/" << p.bytes_total / 1048576.0 << " MiB  " << p.examples << " examples  " << p.tokens << " tokens  "
+         << secs << " s";
+    out << (tty ? "\r" : "") << line.str() << (tty && !p.done ? "" : "\n") << std::flush;
+  };
+}
+
+std::string describe(const PrepareSummary& s) {
+  const char* unit = s.kind == DatasetKind::kText         ? "documents"
+                     : s.kind == DatasetKind::kChat       ? "conversations"
+                     : s.kind == DatasetKind::kPreference ? "pairs"
+                                                          : "prompts";
+  std::ostringstream o;
+  o << s.output << " (" << kind_name(s.kind) << "): train " << s.train.sequences << " " << unit << ", "
+    << s.train.tokens << " tokens; validation " << s.validation.sequences << " " << unit << ", "
+    << s.validation.tokens << " tokens";
+  if (s.empty) o << "; " << s.empty << " empty documents skipped";
+  if (s.truncated) o << "; " << s.truncated << " truncated";
+  if (s.dropped) o << "; " << s.dropped << " dropped (over max_tokens)";
+  if (!s.pair_kinds.empty()) {
+    o << "; kinds:";
+    for (const auto& k : s.pair_kinds) o << " " << k;
+  }
+  return o.str();
+}
+
+}  // namespace rg::data

@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# `rgemma tokenizer train` and `rgemma prepare ...` as a user meets them: a trained tokenizer with Gemma's
+# ids, progress lines on stderr and a summary on stdout, file:line errors with exit 1, usage errors with
+# exit 2, and no partial output (nor temporary files) after a failure. Usage: prepare_cli_test.sh RGEMMA
+set -u
+rgemma=$1
+tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+fails=0
+fail() { echo "FAIL $*"; fails=$((fails+1)); }
+check() {  # check NAME EXPECTED_CODE PATTERN -- command...
+  local name=$1 want=$2 pattern=$3; shift 4
+  local out code
+  out=$("$@" 2>&1); code=$?
+  if [ "$code" != "$want" ]; then fail "$name: exit $code, expected $want"; echo "$out"; return; fi
+  if ! grep -qF -- "$pattern" <<<"$out"; then fail "$name: output lacks '$pattern'"; echo "$out"; return; fi
+  echo "ok   $name"
+}
+no_leftovers() {  # no_leftovers NAME: nothing named *.tmp-* in $tmp
+  if ls "$tmp" | grep -q '\.tmp-'; then fail "$1: temporary files left: $(ls "$tmp" | grep '\.tmp-')"; else echo "ok   $1"; fi
+}
+
+# Generated text: 2,000 lines of words, and 300 blank-line separated documents.
+RANDOM=7
+words=(the whale ship sea captain harpoon white deep sailor wind storm boat ocean call me Ishmael years ago
+       never mind how long precisely little money in my purse and nothing particular to interest on shore)
+line() { local s="" i; for ((i = 0; i < $1; i++)); do s+="${words[RANDOM % ${#words[@]}]} "; done; echo "${s% }."; }
+for ((n = 0; n < 2000; n++)); do line 10; done > "$tmp/corpus.txt"
+for ((d = 0; d < 300; d++)); do line 6; line 4; echo; done > "$tmp/docs.txt"
+
+check tokenizer-train 0 "pad 0 eos 1 bos 2 unk 3 <start_of_turn> 4 <end_of_turn> 5" -- \
+  "$rgemma" tokenizer train --input "$tmp/corpus.txt" --vocab-size 300 --output "$tmp/tok.model"
+[ -f "$tmp/tok.model" ] && [ -f "$tmp/tok.vocab" ] && echo "ok   tokenizer-files" || fail "tokenizer-files missing"
+check tokenizer-too-big 1 "sentencepiece training failed" -- \
+  "$rgemma" tokenizer train --input "$tmp/corpus.txt" --vocab-size 50000 --output "$tmp/big.model"
+[ ! -e "$tmp/big.model" ] && echo "ok   tokenizer-no-partial" || fail "tokenizer-no-partial: big.model exists"
+no_leftovers tokenizer-no-scratch
+
+# Text: progress on stderr (one line per tenth when not a terminal), the summary on stdout.
+"$rgemma" prepare text --tokenizer "$tmp/tok.model" --input "$tmp/docs.txt" --document block \
+  --validation 0.1 --output "$tmp/text.h5" > "$tmp/out.txt" 2> "$tmp/err.txt"; code=$?
+[ $code = 0 ] && echo "ok   prepare-text" || { fail "prepare-text: exit $code"; cat "$tmp/err.txt"; }
+grep -qF "train 270 documents" "$tmp/out.txt" && grep -qF "validation 30 documents" "$tmp/out.txt" \
+  && echo "ok   prepare-text-summary" || { fail "prepare-text-summary"; cat "$tmp/out.txt"; }
+progress=$(grep -c "prepare text \[" "$tmp/err.txt")
+[ "$progress" -ge 5 ] && grep -q "100%" "$tmp/err.txt" && echo "ok   prepare-text-progress ($progress lines)" \
+  || { fail "prepare-text-progress: $progress lines"; cat "$tmp/err.txt"; }
+
+cat > "$tmp/chat.jsonl" <<'JSON'
+{"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "call me Ishmael"}, {"role": "assistant", "content": "the whale."}]}
+{"messages": [{"role": "user", "content": "how long ago?"}, {"role": "model", "content": "years ago."}, {"role": "user", "content": "and the ship?"}, {"role": "model", "content": "the boat."}]}
+JSON
+check prepare-chat 0 "train 2 conversations" -- \
+  "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/chat.jsonl" --validation 0 --output "$tmp/chat.h5"
+echo '{"prompt": "the sea?", "chosen": "deep.", "rejected": "white.", "kind": "faq"}' > "$tmp/pref.jsonl"
+check prepare-preference 0 "train 1 pairs" -- \
+  "$rgemma" prepare preference --tokenizer "$tmp/tok.model" --input "$tmp/pref.jsonl" --validation 0 --output "$tmp/pref.h5"
+echo '{"prompt": "the sea?"}' > "$tmp/prompts.jsonl"
+check prepare-prompts 0 "train 1 prompts" -- \
+  "$rgemma" prepare prompts --tokenizer "$tmp/tok.model" --input "$tmp/prompts.jsonl" --validation 0 --output "$tmp/prompts.h5"
+
+# Failures: exit 1 with file:line, the earlier chat.h5 untouched, nothing half-written.
+cp "$tmp/chat.h5" "$tmp/chat.before"
+{ head -1 "$tmp/chat.jsonl"; echo '{"messages": [{"role": "user", "content": "hi"}'; } > "$tmp/bad.jsonl"
+check bad-json 1 "$tmp/bad.jsonl:2: malformed JSON" -- \
+  "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/bad.jsonl" --output "$tmp/chat.h5"
+cmp -s "$tmp/chat.h5" "$tmp/chat.before" && echo "ok   failed-run-keeps-output" || fail "failed-run-keeps-output"
+echo '{"messages": [{"role": "robot", "content": "hi"}]}' > "$tmp/role.jsonl"
+check bad-role 1 "role.jsonl:1: message 1: unknown role 'robot'" -- \
+  "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/role.jsonl" --output "$tmp/role.h5"
+: > "$tmp/empty.txt"
+check empty-corpus 1 "empty corpus" -- \
+  "$rgemma" prepare text --tokenizer "$tmp/tok.model" --input "$tmp/empty.txt" --output "$tmp/empty.h5"
+[ ! -e "$tmp/role.h5" ] && [ ! -e "$tmp/empty.h5" ] && echo "ok   no-partial-output" || fail "no-partial-output"
+no_leftovers no-temporary-files
+check unknown-verb 2 "expected text, chat, preference or prompts after 'prepare', got 'txt'" -- "$rgemma" prepare txt
+check missing-key 2 "missing required key 'tokenizer'" -- "$rgemma" prepare text --input "$tmp/docs.txt" --output "$tmp/x.h5"
+check bad-overlong 2 "overlong: expected drop or truncate" -- \
+  "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/chat.jsonl" --output "$tmp/x.h5" --overlong cut
+[ $fails = 0 ] && echo "all prepare CLI checks passed" || exit 1
