@@ -52,10 +52,10 @@ ZeroOptimizer::ZeroOptimizer(std::vector<ZeroParam> params, comm::Communicator& 
 
   // Layout: trainable parameters in order, tied weights once.
   std::unordered_set<const void*> seen;
-  c10::optional<torch::ScalarType> given_dtype;
-  c10::optional<torch::Device> device;
+  std::optional<torch::ScalarType> given_dtype;
+  std::optional<torch::Device> device;
   for (auto& p : params) {
-    if (!p.param.defined() || !p.param.requires_grad()) continue;
+    if (!p.param.defined() || !p.param.requires_grad() || p.param.numel() == 0) continue;
     if (!seen.insert(p.param.unsafeGetTensorImpl()).second) continue;
     if (!given_dtype) given_dtype = p.param.scalar_type();
     if (!device) device = p.param.device();
@@ -157,7 +157,7 @@ void ZeroOptimizer::gather_grad_range(int64_t begin, torch::Tensor out) const {
   }
 }
 
-void ZeroOptimizer::reduce_gradients(c10::optional<double> grad_scale) {
+void ZeroOptimizer::reduce_gradients(std::optional<double> grad_scale) {
   torch::NoGradGuard no_grad;
   if (config_.stage == 1) reattach_flat_grads();
   const int64_t bucket = std::min(config_.bucket_numel, shard_);

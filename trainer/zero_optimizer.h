@@ -22,6 +22,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -54,14 +55,17 @@ struct ZeroConfig {
   int64_t bucket_numel = 1 << 23;  // elements per rank per reduce-scatter / all-gather bucket (32 MiB fp32)
   // Parameter dtype after construction. Undefined keeps the given dtype; kBFloat16 turns fp32 params into
   // bf16 copies while the fp32 master slice keeps the full-precision values.
-  c10::optional<torch::ScalarType> param_dtype;
+  std::optional<torch::ScalarType> param_dtype;
 };
 
 class ZeroOptimizer {
  public:
   // Collective. All ranks must pass the same parameters (names, shapes, dtypes) in the same order, with
   // identical values (the caller broadcasts or seeds them). Parameters listed twice (tied weights) are
-  // kept once, under their first name.
+  // kept once, under their first name; frozen (requires_grad false) and empty ones are left out.
+  // Build it after the model has its final device and dtype: moving the model afterwards (module->to())
+  // replaces the parameters' storage and detaches them from the flat buffer. Stage 1 expects gradients to
+  // be zeroed by zero_grad() (or the module's in-place zero_grad); a replaced .grad is copied back in.
   ZeroOptimizer(std::vector<ZeroParam> params, comm::Communicator& comm, ZeroConfig config = {});
 
   // Zeroes the gradients (stage 1: the flat buffer; stage 2: drops the per-parameter gradients).
@@ -69,7 +73,7 @@ class ZeroOptimizer {
   // Collective. Sums the gradients over ranks in buckets, multiplies by grad_scale (default 1/world_size,
   // i.e. the mean of per-rank mean losses) and keeps this rank's slice in fp32. Stage 2 then frees the
   // full-size gradients. A parameter that received no gradient counts as zero.
-  void reduce_gradients(c10::optional<double> grad_scale = c10::nullopt);
+  void reduce_gradients(std::optional<double> grad_scale = std::nullopt);
   // Collective. Global L2 norm of the reduced gradient (sum of squared slices, all-reduced; the padding is
   // zero, so it equals the unsharded norm). Scales the slice by max_norm / norm when the norm exceeds
   // max_norm (> 0). Returns the norm before clipping; NaN/Inf pass through so callers can skip the step.
