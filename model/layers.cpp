@@ -2,6 +2,8 @@
 // and initialised as in section 11.
 #include "model/layers.h"
 
+#include "model/kernels/rg_lru_fused.h"
+
 #include <torch/csrc/autograd/custom_function.h>
 #include <torch/nn/init.h>
 
@@ -166,9 +168,16 @@ void RGLRUImpl::reset_parameters() {
 
 std::pair<torch::Tensor, torch::Tensor> RGLRUImpl::forward(const torch::Tensor& x, const torch::Tensor& segment_pos,
                                                            const torch::Tensor& h0) {
-  const torch::Tensor reset = (segment_pos == 0).unsqueeze(-1);                                   // (B, T, 1)
-  const torch::Tensor gate_x = torch::sigmoid(block_diagonal_linear(x, input_gate_weight, input_gate_bias));
-  const torch::Tensor gate_a = torch::sigmoid(block_diagonal_linear(x, recurrent_gate_weight, recurrent_gate_bias));
+  const torch::Tensor gate_x_pre = block_diagonal_linear(x, input_gate_weight, input_gate_bias);        // (B, T, L)
+  const torch::Tensor gate_a_pre = block_diagonal_linear(x, recurrent_gate_weight, recurrent_gate_bias);
+  if (scan_impl != kernels::ScanImpl::kReference && !x.is_cuda()) {
+    return kernels::rg_lru_fused(x, gate_x_pre, gate_a_pre, recurrent_param, segment_pos == 0, h0);
+  }
+  // The unfused path, op by op as the reference writes it: the yardstick of the fused kernel, and the
+  // CUDA path (where the scan is the only custom kernel).
+  const torch::Tensor reset = (segment_pos == 0).unsqueeze(-1);  // (B, T, 1)
+  const torch::Tensor gate_x = torch::sigmoid(gate_x_pre);
+  const torch::Tensor gate_a = torch::sigmoid(gate_a_pre);
   const torch::Tensor log_a = -8.0 * gate_a * torch::softplus(recurrent_param);                 // (B, T, L)
   torch::Tensor a = torch::exp(log_a);
   const torch::Tensor a_square = torch::exp(2 * log_a);

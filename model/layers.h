@@ -71,6 +71,8 @@ class RGLRUImpl : public torch::nn::Module {
   std::pair<torch::Tensor, torch::Tensor> forward(const torch::Tensor& x, const torch::Tensor& segment_pos,
                                                   const torch::Tensor& h0 = {});
   void reset_parameters();
+  // kAuto / kFast: the fused CPU kernel (kernels/rg_lru_fused.h); kReference: op-by-op autograd over the
+  // reference scan; on CUDA the op-by-op path with the CUDA scan.
   kernels::ScanImpl scan_impl = kernels::ScanImpl::kAuto;
   torch::Tensor recurrent_param;                              // (L)  the reference's a_param
   torch::Tensor input_gate_weight, input_gate_bias;           // (H, L/H, L/H), (H, L/H)

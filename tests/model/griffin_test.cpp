@@ -168,7 +168,9 @@ TEST(LocalAttention, GradientsEqualNaive) {
   for (int i = 0; i < 3; ++i) EXPECT_LT(max_diff(grads[0][i], grads[1][i]), 1e-5);
 }
 
-TEST(Griffin, FastAndReferenceScanGiveSameGradients) {
+// The default (fused RG-LRU kernel) and the op-by-op path over the reference scan: same gradients for every
+// parameter, to float32 summation-order noise relative to each gradient's largest entry.
+TEST(Griffin, FusedAndReferenceRgLruGiveSameGradients) {
   const ModelConfig c = test_config();
   const Inputs in = make_inputs(2, 30, c.vocab_size);
   std::vector<torch::Tensor> grads[2];
@@ -179,7 +181,8 @@ TEST(Griffin, FastAndReferenceScanGiveSameGradients) {
     for (const auto& param : model->parameters()) grads[i].push_back(param.grad().clone());
   }
   for (size_t j = 0; j < grads[0].size(); ++j) {
-    EXPECT_TRUE(torch::allclose(grads[0][j], grads[1][j], 1e-4, 1e-6)) << "parameter " << j;
+    const double scale = grads[1][j].abs().max().item<double>();
+    EXPECT_LT((grads[0][j] - grads[1][j]).abs().max().item<double>(), 1e-4 * scale) << "parameter " << j;
   }
 }
 
