@@ -196,6 +196,33 @@ TEST(BadInput, EachYieldsItsMessageAndNoOutput) {
   EXPECT_EQ(read_dataset_info(out.string()).train.sequences, 1);
 }
 
+TEST(Text, DirectoriesAreReadInSortedOrderAndJsonlNeedsItsField) {
+  const path dir = test::scratch_dir("dirs");
+  test::fs::create_directories(dir / "in" / "sub");
+  test::write_file(dir / "in" / "b.txt", "the sea.\n");
+  test::write_file(dir / "in" / "a.txt", "  call me Ishmael.\n\n");
+  test::write_file(dir / "in" / "sub" / "c.jsonl", R"({"body": "the whale."})" "\n");
+  PrepareOptions o = opts(dir / "t.h5");
+  o.text_field = "body";
+  std::vector<PrepareProgress> seen;
+  o.progress = [&](const PrepareProgress& p) { seen.push_back(p); };
+  const PrepareSummary s = prepare_text({(dir / "in").string()}, o);
+  ASSERT_EQ(s.train.sequences, 3);
+  ASSERT_FALSE(seen.empty());
+  EXPECT_TRUE(seen.back().done);
+  EXPECT_EQ(seen.back().examples, 3);
+  EXPECT_EQ(seen.back().bytes_total, seen.back().bytes_done);
+  SequenceReader r(o.output, "train");
+  const std::vector<std::string> want = {"call me Ishmael.", "the sea.", "the whale."};
+  for (int i = 0; i < 3; ++i) {
+    const auto t = r.tokens(i);
+    EXPECT_EQ(test::tokenizer().decode({t.begin() + 1, t.end()}), want[i]);
+  }
+  o.text_field = "text";
+  expect_refused(dir, dir / "u.h5", [&] { o.output = (dir / "u.h5").string(); prepare_text({(dir / "in").string()}, o); },
+                 {"c.jsonl:1: missing string field \"text\""});
+}
+
 TEST(BadInput, TokenOutsideTheVocabularyIsNamed) {
   const path dir = test::scratch_dir("vocab");
   TokenizerIdentity id;
