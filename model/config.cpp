@@ -125,6 +125,7 @@ ModelConfig ModelConfig::preset(const std::string& name) {
     c.head_dim = 256; c.lru_width = 0; c.mlp_hidden = 16384; c.attention_window = 0;
     c.block_pattern = {BlockType::kAttention}; c.logits_soft_cap = 0.0; c.rope_fraction = 1.0;
     c.use_bias = false;
+    c.embed_scale_bf16 = false;  // HF Gemma multiplies by sqrt(W) in the activation dtype
     return c;
   }
   throw std::invalid_argument("unknown model preset '" + name + "' (known: tiny, recurrentgemma-2b, "
