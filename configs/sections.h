@@ -4,11 +4,15 @@
 
 #include "configs/options.h"
 #include "model/config.h"
+#include "trainer/train_config.h"
 
 namespace rg::config {
 
 // [model]: every ModelConfig field; block_pattern is validated and ModelConfig::validate() runs after
 // parsing, with errors located at the offending key.
 void add_model_options(Options& options, ModelConfig* model);
+
+// [data], [train], [optim], [checkpoint] for pretrain and sft; data.train is required.
+void add_train_options(Options& options, trainer::TrainConfig* train);
 
 }  // namespace rg::config

@@ -53,7 +53,10 @@ torch::Tensor GriffinImpl::hidden(const torch::Tensor& tokens, const torch::Tens
   }
   if (state) state->blocks.assign(blocks.size(), BlockState{});
   torch::Tensor x = embed(tokens);
-  for (size_t i = 0; i < blocks.size(); ++i) x = blocks[i]->forward(x, segment_pos, state ? &state->blocks[i] : nullptr);
+  for (size_t i = 0; i < blocks.size(); ++i) {
+    x = block_runner_ && !state ? block_runner_(blocks[i], x, segment_pos)
+                                : blocks[i]->forward(x, segment_pos, state ? &state->blocks[i] : nullptr);
+  }
   return final_norm(x);  // (B, T, W)
 }
 

@@ -17,6 +17,8 @@
 #include <torch/nn/modules/container/modulelist.h>
 #include <torch/nn/modules/embedding.h>
 
+#include <functional>
+
 namespace rg {
 
 class GriffinImpl : public torch::nn::Module {
@@ -41,6 +43,10 @@ class GriffinImpl : public torch::nn::Module {
   SamplingState empty_state(int64_t batch) const;
 
   void set_scan_impl(kernels::ScanImpl impl);
+  // How the parallel pass runs each residual block (block, x, segment_pos) -> x. Unset: block->forward.
+  // The trainer installs activation recomputation here; the model itself stays plain.
+  using BlockRunner = std::function<torch::Tensor(ResidualBlock&, const torch::Tensor&, const torch::Tensor&)>;
+  void set_block_runner(BlockRunner runner) { block_runner_ = std::move(runner); }
   const ModelConfig& config() const { return config_; }
   torch::Dtype dtype() const { return embed_tokens->weight.scalar_type(); }
   torch::Device device() const { return embed_tokens->weight.device(); }
@@ -54,6 +60,7 @@ class GriffinImpl : public torch::nn::Module {
  private:
   torch::Tensor embed(const torch::Tensor& tokens);
   ModelConfig config_;
+  BlockRunner block_runner_;
 };
 TORCH_MODULE(Griffin);
 

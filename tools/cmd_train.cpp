@@ -1,0 +1,55 @@
+// `rgemma pretrain` and `rgemma sft`: one rank per process; launched under mpirun for data parallelism
+// (launch/local.sh, launch/multinode.sh, launch/slurm.sbatch). Settings: [model] (or --train.init_from),
+// [data], [train], [optim], [checkpoint].
+#include "configs/sections.h"
+#include "tools/command.h"
+#include "trainer/trainer.h"
+
+#include <iostream>
+
+namespace {
+
+int run(rg::trainer::Task task, int argc, char** argv) {
+  const bool sft = task == rg::trainer::Task::kSft;
+  rg::config::Options options(
+      argv[0], sft ? "Instruction-tune a model on a chat dataset (loss on model turns only)."
+                   : "Pretrain a model on a text dataset (packed documents, next-token loss).");
+  rg::ModelConfig model;
+  rg::trainer::TrainConfig config;
+  if (sft) config.data.pack = false;  // one conversation per row by default
+  rg::config::add_model_options(options, &model);
+  rg::config::add_train_options(options, &config);
+  if (!options.parse(argc, argv)) return 0;
+  if (!config.train.init_from.empty()) {
+    for (const char* key : {"model.vocab_size", "model.width", "model.depth"}) {
+      if (options.given(key)) options.fail(key, "conflicts with --train.init_from (its config.json defines the model)");
+    }
+  }
+  auto comm = rg::comm::make_communicator("auto");
+  if (comm->rank() == 0) options.print_effective(std::cout);
+  // One rank alone reports like any command (one line, exit 2 or 1). With several, a failure on one rank
+  // must end the whole job, never leave the others waiting in a collective.
+  auto fail = [&](const std::string& message, int exit_code) {
+    std::cerr << argv[0] << ": rank " << comm->rank() << ": " << message << std::endl;
+    comm->abort(exit_code);
+  };
+  int code = 0;
+  try {
+    code = rg::trainer::run_training(task, config, model, *comm, options.effective());
+  } catch (const rg::trainer::TrainSetupError& e) {
+    if (comm->world_size() == 1) throw rg::config::ConfigError(e.what());
+    fail(e.what(), 2);
+  } catch (const std::exception& e) {
+    if (comm->world_size() == 1) throw;
+    fail(std::string("error: ") + e.what(), 1);
+  }
+  return code;
+}
+
+int run_pretrain(int argc, char** argv) { return run(rg::trainer::Task::kPretrain, argc, argv); }
+int run_sft(int argc, char** argv) { return run(rg::trainer::Task::kSft, argc, argv); }
+
+}  // namespace
+
+RG_COMMAND("pretrain", "pretrain on a text dataset (data parallel under mpirun, ZeRO-sharded AdamW)", run_pretrain);
+RG_COMMAND("sft", "instruction-tune on a chat dataset, loss on model turns only", run_sft);

@@ -1,0 +1,311 @@
+// The training loop, top to bottom in run_training(): set-up (device, model, data, optimizer, resume), then
+// per step: micro-batches -> forward -> masked loss -> backward -> reduce-scatter -> clip -> AdamW ->
+// all-gather -> schedule -> log -> evaluate -> checkpoint.
+//
+// Loss normalisation: the loss of a step is sum(CE * mask) / sum(mask) over the whole global batch (all
+// ranks, all micro-batches). Each rank back-propagates its partial sum divided by the global count and the
+// gradients are summed over ranks, so any split of the same global batch over ranks and micro-batches
+// trains the same model.
+#include "trainer/trainer.h"
+
+#include "data/dataset.h"
+#include "data/loader.h"
+#include "model/pretrained.h"
+#include "trainer/checkpoint.h"
+#include "trainer/faults.h"
+#include "trainer/metrics.h"
+#include "trainer/recompute.h"
+#include "trainer/schedule.h"
+#include "trainer/zero_optimizer.h"
+
+#include <torch/cuda.h>
+#include <torch/nn/functional/loss.h>
+
+#include <chrono>
+#include <filesystem>
+#include <fstream>
+#include <iostream>
+#include <sstream>
+
+namespace rg::trainer {
+namespace {
+
+namespace fs = std::filesystem;
+using Clock = std::chrono::steady_clock;
+
+double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
+
+struct DeviceBatch {
+  torch::Tensor tokens, targets, pos, mask;  // (rows, seq): int64 x3, float
+  double mask_sum = 0;
+};
+
+DeviceBatch to_device(const data::Batch& b, const torch::Device& device) {
+  auto ints = [&](const std::vector<int32_t>& v) {
+    return torch::from_blob(const_cast<int32_t*>(v.data()), {b.rows, b.seq}, torch::kInt).to(device, torch::kLong);
+  };
+  DeviceBatch d{ints(b.tokens), ints(b.targets), ints(b.segment_pos),
+                // copy=true: on the CPU .to() would otherwise alias the Batch's vector, which dies here.
+                torch::from_blob(const_cast<float*>(b.loss_mask.data()), {b.rows, b.seq}, torch::kFloat)
+                    .to(device, torch::kFloat, /*non_blocking=*/false, /*copy=*/true)};
+  for (float m : b.loss_mask) d.mask_sum += m;
+  return d;
+}
+
+torch::Device pick_device(const std::string& name, const comm::Communicator& comm) {
+  const bool cuda = torch::cuda::is_available();
+  if (name == "cuda" && !cuda) throw TrainSetupError("train.device: cuda requested but no CUDA device is available");
+  if (name == "cpu" || !cuda) return torch::kCPU;
+  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank() % torch::cuda::device_count()));
+}
+
+// Dense peak FLOP/s used for MFU when train.peak_flops is 0: H100 bf16 on CUDA; on a CPU a rough
+// AVX-512 fp32 figure per thread (32 FLOP/cycle at ~2 GHz). Set train.peak_flops for real numbers.
+double guess_peak_flops(const torch::Device& device, bool bf16) {
+  if (device.is_cuda()) return bf16 ? 989e12 : 67e12;
+  return at::get_num_threads() * 64e9;
+}
+
+// Broadcasts rank 0's values so that every rank starts from identical weights whatever its RNG did.
+void broadcast_parameters(Griffin& model, comm::Communicator& comm) {
+  if (comm.world_size() == 1) return;
+  torch::NoGradGuard no_grad;
+  for (auto& p : model->parameters()) {
+    torch::Tensor t = p.detach().contiguous();
+    comm.broadcast(t, 0);
+    p.copy_(t);
+  }
+}
+
+}  // namespace
+
+double masked_token_loss(Griffin& model, const torch::Tensor& hidden, const torch::Tensor& targets,
+                         const torch::Tensor& loss_mask, double backward_scale, int64_t chunk_tokens) {
+  const int64_t W = hidden.size(-1);
+  // Backward is cut at the hidden states: each chunk's logits are freed after its own backward, and the
+  // accumulated d(hidden) is sent through the blocks once.
+  const torch::Tensor h = hidden.detach().requires_grad_(backward_scale != 0);
+  const torch::Tensor flat = h.reshape({-1, W}), t = targets.reshape(-1), m = loss_mask.reshape(-1);  // (N, W), (N)
+  double total = 0;
+  for (int64_t s = 0; s < flat.size(0); s += chunk_tokens) {
+    const int64_t n = std::min(chunk_tokens, flat.size(0) - s);
+    const torch::Tensor logits = model->logits(flat.narrow(0, s, n)).to(torch::kFloat);  // (n, V)
+    namespace F = torch::nn::functional;
+    const torch::Tensor ce = F::cross_entropy(logits, t.narrow(0, s, n), F::CrossEntropyFuncOptions().reduction(torch::kNone));
+    const torch::Tensor sum = (ce * m.narrow(0, s, n)).sum();
+    if (backward_scale != 0) (sum * backward_scale).backward();
+    total += sum.item<double>();
+  }
+  if (backward_scale != 0 && h.grad().defined()) hidden.backward(h.grad());
+  return total;
+}
+
+int run_training(Task task, const TrainConfig& c, const ModelConfig& model_config, comm::Communicator& comm,
+                 const std::string& effective_config) {
+  const int rank = comm.rank(), world = comm.world_size();
+  auto say = [rank](const std::string& line) {
+    if (rank == 0) std::cout << line << std::endl;
+  };
+  const char* task_name = task == Task::kPretrain ? "pretrain" : "sft";
+
+  // ---- set-up ---------------------------------------------------------------------------------------------
+  const int64_t global_rows = c.data.micro_batch * c.train.grad_accum * world;
+  if (c.train.global_batch > 0 && c.train.global_batch != global_rows) {
+    throw TrainSetupError("train.global_batch: " + std::to_string(c.train.global_batch) +
+                          " rows requested, but data.micro_batch (" + std::to_string(c.data.micro_batch) +
+                          ") x train.grad_accum (" + std::to_string(c.train.grad_accum) + ") x ranks (" +
+                          std::to_string(world) + ") = " + std::to_string(global_rows) +
+                          "; change train.grad_accum or data.micro_batch so the product matches");
+  }
+  const torch::Device device = pick_device(c.train.device, comm);
+  const bool bf16 = c.train.dtype == "bfloat16" || (c.train.dtype == "auto" && device.is_cuda());
+  const fs::path out = c.train.out, ckpt_root = out / "checkpoints";
+  if (rank == 0) {
+    fs::create_directories(out);
+    std::ofstream(out / "config.ini") << "# effective configuration of rgemma " << task_name << "\n" << effective_config;
+  }
+  comm.barrier();
+
+  Griffin model{nullptr};
+  if (!c.train.init_from.empty()) {
+    model = load_pretrained(c.train.init_from);
+  } else {
+    torch::manual_seed(static_cast<uint64_t>(c.train.seed));
+    model = Griffin(model_config);
+  }
+  model->to(device);
+  broadcast_parameters(model, comm);
+  if (c.train.recompute) enable_recompute(model);
+  const ModelConfig& mc = model->config();
+
+  data::LoaderOptions lo;
+  lo.path = c.data.train, lo.rank = rank, lo.world_size = world, lo.seq_len = c.data.seq_len;
+  lo.micro_batch = c.data.micro_batch, lo.seed = static_cast<uint64_t>(c.data.seed), lo.pack = c.data.pack;
+  data::Loader loader(lo);
+  data::check_compatible(loader.info(), mc.vocab_size, c.data.tokenizer.empty() ? "" : data::tokenizer_id(c.data.tokenizer));
+  const auto want_kind = task == Task::kPretrain ? data::DatasetKind::kText : data::DatasetKind::kChat;
+  if (loader.info().kind != want_kind) {
+    throw TrainSetupError("data.train: " + c.data.train + " is a " + data::kind_name(loader.info().kind) +
+                          " dataset; rgemma " + task_name + " needs a " + data::kind_name(want_kind) +
+                          " dataset (rgemma prepare " + data::kind_name(want_kind) + ")");
+  }
+  const bool has_validation = loader.info().validation.sequences > 0;
+
+  ZeroConfig zc;
+  zc.stage = static_cast<int>(c.optim.zero_stage), zc.beta1 = c.optim.beta1, zc.beta2 = c.optim.beta2;
+  zc.eps = c.optim.eps, zc.weight_decay = c.optim.weight_decay;
+  if (bf16) zc.param_dtype = torch::kBFloat16;
+  ZeroOptimizer optimizer(zero_params_from(model->named_parameters()), comm, zc);
+  LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps, c.optim.decay, c.optim.min_lr_ratio};
+  schedule.validate();
+
+  TrainerState state;
+  if (auto dir = resolve_resume(c.checkpoint.resume, ckpt_root.string())) {
+    optimizer.load_state(*dir);  // also writes the restored master weights into the model
+    state = read_trainer_state(*dir);
+    loader.seek(state.data_cursor.at("cursor").get<uint64_t>());
+    if (!load_rng_state(*dir, rank)) torch::manual_seed(static_cast<uint64_t>(c.train.seed) + 7919 * rank);
+    std::ostringstream s;
+    s << "resumed from " << *dir << " at step " << state.step << " (" << state.tokens << " tokens)";
+    if (state.world_size != world) s << "; resharded from " << state.world_size << " to " << world << " ranks";
+    say(s.str());
+  }
+  CheckpointWriter writer(ckpt_root.string(), static_cast<int>(c.checkpoint.keep_last), comm);
+  std::unique_ptr<MetricsWriter> metrics;
+  if (rank == 0) metrics = std::make_unique<MetricsWriter>((out / "metrics.jsonl").string(), state.step);
+
+  const int64_t tokens_per_step = global_rows * c.data.seq_len;
+  const double flops_per_token = training_flops_per_token(
+      static_cast<double>(model->num_parameters()), mc.num_blocks_of(BlockType::kAttention),
+      mc.num_heads * mc.head_dim,
+      mc.attention_window > 0 ? std::min(mc.attention_window + 1, c.data.seq_len) : c.data.seq_len);
+  const double peak = (c.train.peak_flops > 0 ? c.train.peak_flops : guess_peak_flops(device, bf16)) * world;
+  {
+    std::ostringstream s;
+    s << task_name << ": " << model->num_parameters() << " parameters on " << world << " rank(s), " << device
+      << ", " << (bf16 ? "bf16 params + fp32 master" : "fp32") << (c.train.recompute ? ", recompute" : "") << "\n"
+      << "batch: " << c.data.micro_batch << " rows x " << c.train.grad_accum << " accumulation x " << world
+      << " ranks = " << global_rows << " rows of " << c.data.seq_len << " tokens (" << tokens_per_step
+      << " tokens/step); " << loader.samples_per_epoch() << " rows per epoch\n"
+      << optimizer.summary();
+    say(s.str());
+  }
+
+  auto save_checkpoint = [&](int64_t step) {
+    state.step = step;
+    state.world_size = world;
+    state.schedule = schedule.to_json();
+    state.data_cursor = {{"cursor", loader.cursor()}};
+    const std::string dir = writer.save(step, [&](const std::string& tmp) {
+      optimizer.save_state(tmp);
+      save_rng_state(tmp, rank);
+      if (rank == 0) {
+        std::vector<std::pair<std::string, torch::Tensor>> named;
+        for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
+        save_weights(tmp, named);
+        write_trainer_state(tmp, state);
+      }
+    });
+    say("checkpoint: " + dir);
+  };
+
+  auto evaluate = [&](int64_t step) {
+    if (!has_validation) return;
+    data::LoaderOptions vo = lo;
+    vo.split = "validation", vo.shuffle = false, vo.prefetch = 0;
+    data::Loader val(vo);
+    const int64_t per_pass = c.data.micro_batch * world;
+    const int64_t batches = std::max<int64_t>(1, std::min(c.train.eval_batches, val.samples_per_epoch() / per_pass));
+    torch::NoGradGuard no_grad;
+    model->eval();
+    double loss = 0, count = 0;
+    for (int64_t i = 0; i < batches; ++i) {
+      const DeviceBatch b = to_device(val.next(), device);
+      loss += masked_token_loss(model, model->hidden(b.tokens, b.pos), b.targets, b.mask, 0.0);
+      count += b.mask_sum;
+      if (rank == 0) std::cout << "\r" << format_progress_bar(i + 1, batches) << std::flush;
+    }
+    model->train();
+    loss = comm.all_reduce_scalar(loss), count = comm.all_reduce_scalar(count);
+    const double val_loss = loss / std::max(count, 1.0);
+    if (rank == 0) {
+      std::cout << "\reval step " << step << ": val_loss " << val_loss << ", ppl " << std::exp(val_loss) << "          "
+                << std::endl;
+      metrics->write_eval(step, state.tokens, val_loss);
+    }
+  };
+
+  install_stop_signal_handlers();
+  NonFiniteGuard guard(static_cast<int>(c.train.max_nonfinite), state.skipped_steps);
+  const int64_t start_step = state.step;
+  const auto run_start = Clock::now();
+  auto interval_start = Clock::now();
+  int64_t interval_tokens = 0;
+
+  // ---- the loop ---------------------------------------------------------------------------------------------
+  for (int64_t step = state.step; step < c.train.steps; ++step) {
+    std::vector<DeviceBatch> micro;
+    double local_count = 0;
+    for (int64_t i = 0; i < c.train.grad_accum; ++i) {
+      micro.push_back(to_device(loader.next(), device));
+      local_count += micro.back().mask_sum;
+    }
+    const double global_count = std::max(comm.all_reduce_scalar(local_count), 1.0);
+
+    optimizer.zero_grad();
+    double local_loss = 0;
+    for (const DeviceBatch& b : micro) {
+      local_loss += masked_token_loss(model, model->hidden(b.tokens, b.pos), b.targets, b.mask, 1.0 / global_count);
+    }
+    const double loss = comm.all_reduce_scalar(local_loss) / global_count;
+    optimizer.reduce_gradients(1.0);  // each rank's gradient already carries the global normalisation
+    const double grad_norm = optimizer.clip_grad_norm(c.train.max_grad_norm);
+    const double lr = schedule.lr_at(step);
+    if (guard.should_skip(comm, step, loss, grad_norm)) {
+      say("step " + std::to_string(step + 1) + ": non-finite loss or gradient, update skipped (" +
+          std::to_string(guard.consecutive()) + " in a row)");
+    } else {
+      optimizer.step(lr);
+    }
+    state.tokens += tokens_per_step;
+    state.skipped_steps = guard.skipped_total();
+    interval_tokens += tokens_per_step;
+
+    if (rank == 0) {
+      StepMetrics m;
+      m.step = step + 1, m.loss = loss, m.lr = lr, m.grad_norm = grad_norm, m.tokens = state.tokens;
+      const double dt = seconds_since(interval_start);
+      m.tokens_per_s = interval_tokens / std::max(dt, 1e-9);
+      m.mfu = mfu(flops_per_token, interval_tokens, dt, peak);
+      m.skipped_steps = state.skipped_steps;
+      metrics->write(m);
+      if ((step + 1) % c.train.log_every == 0 || step + 1 == c.train.steps || step == start_step) {
+        std::cout << format_step_line(m, c.train.steps, seconds_since(run_start), start_step) << std::endl;
+        interval_start = Clock::now(), interval_tokens = 0;
+      }
+    }
+    if (c.train.eval_every > 0 && (step + 1) % c.train.eval_every == 0 && step + 1 < c.train.steps) evaluate(step + 1);
+    const bool stop = stop_requested_any(comm);
+    if (stop || (c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0 && step + 1 < c.train.steps)) {
+      save_checkpoint(step + 1);
+    }
+    if (stop) {
+      say("stopped by signal " + std::to_string(stop_signal()) + " after step " + std::to_string(step + 1) +
+          "; continue with --checkpoint.resume=auto");
+      return 0;
+    }
+  }
+
+  // ---- the end --------------------------------------------------------------------------------------------
+  evaluate(c.train.steps);
+  if (start_step < c.train.steps) save_checkpoint(c.train.steps);
+  if (rank == 0) {
+    save_pretrained(model, (out / "final").string(), bf16 ? torch::kBFloat16 : torch::kFloat);
+    std::cout << "done: " << c.train.steps << " steps, " << state.tokens << " tokens; weights in "
+              << (out / "final").string() << " (Hugging Face layout)" << std::endl;
+  }
+  comm.barrier();
+  return 0;
+}
+
+}  // namespace rg::trainer

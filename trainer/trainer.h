@@ -1,0 +1,40 @@
+// The pretraining / SFT loop: data-parallel over a Communicator, ZeRO-sharded AdamW, gradient
+// accumulation, clipping, schedule, validation, atomic checkpoints with exact resume (also at another world
+// size), signal-safe stops and metrics. Pretraining and SFT are the same loop: the dataset's loss mask
+// says which targets count (every next token inside a document, or model turns only).
+//
+//   rg::trainer::Trainer trainer(Task::kPretrain, config, model_config, comm, effective_config_text);
+//   return trainer.run();   // the process exit code
+#pragma once
+
+#include "model/config.h"
+#include "model/griffin.h"
+#include "trainer/comm/communicator.h"
+#include "trainer/train_config.h"
+
+#include <stdexcept>
+#include <string>
+
+namespace rg::trainer {
+
+enum class Task { kPretrain, kSft };
+
+// A setting that cannot work with this job (batch arithmetic, dataset kind); the command exits with 2.
+class TrainSetupError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// Next-token cross entropy summed over the targets where loss_mask is 1, computed over token chunks of the
+// final hidden states so that (B, T, V) logits never exist at once (V = 256000 for Gemma). When
+// `backward_scale` is non-zero it also back-propagates loss_sum * backward_scale into the model.
+// hidden (B, T, W), targets (B, T) int64, loss_mask (B, T) float. Returns the summed loss (float64).
+double masked_token_loss(Griffin& model, const torch::Tensor& hidden, const torch::Tensor& targets,
+                         const torch::Tensor& loss_mask, double backward_scale, int64_t chunk_tokens = 2048);
+
+// Runs the loop. Returns 0 when the requested steps are done or a stop signal was honoured (after a
+// checkpoint). Throws TrainSetupError for unusable settings, std::runtime_error for everything else.
+int run_training(Task task, const TrainConfig& config, const ModelConfig& model_config, comm::Communicator& comm,
+                 const std::string& effective_config);
+
+}  // namespace rg::trainer
