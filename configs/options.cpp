@@ -9,6 +9,7 @@
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <set>
 #include <sstream>
 
 namespace po = boost::program_options;
@@ -221,6 +222,19 @@ bool Options::parse(int argc, const char* const* argv) {
                       " --help");
   } catch (const po::error& e) {
     throw ConfigError("command line: " + std::string(e.what()));
+  }
+  // A key given twice on the command line: the later one wins (e.g. a wrapper script's default, then the
+  // user's override). List options and --config accumulate instead.
+  {
+    std::vector<po::option> kept;
+    std::set<std::string> seen;
+    for (auto it = cmdline.options.rbegin(); it != cmdline.options.rend(); ++it) {
+      const auto entry = by_key_.find(it->string_key);
+      const bool accumulates = it->string_key == "config" ||
+                               (entry != by_key_.end() && entry->second->type == type_name<std::vector<std::string>>());
+      if (accumulates || it->string_key.empty() || seen.insert(it->string_key).second) kept.push_back(*it);
+    }
+    cmdline.options.assign(kept.rbegin(), kept.rend());
   }
   for (const auto& o : cmdline.options) {
     if (o.position_key >= 0) {

@@ -52,6 +52,18 @@ void add_train_options(Options& o, trainer::TrainConfig* c) {
     positive("train.grad_accum", c->train.grad_accum);
     positive("train.log_every", c->train.log_every);
     positive("checkpoint.keep_last", c->checkpoint.keep_last);
+    const auto& op = c->optim;
+    if (!(op.lr > 0)) o.fail("optim.lr", "expected a positive learning rate, got " + std::to_string(op.lr));
+    if (op.warmup_steps < 0 || op.warmup_steps > c->train.steps) {
+      o.fail("optim.warmup_steps", "expected 0 to train.steps (" + std::to_string(c->train.steps) + "), got " +
+                                       std::to_string(op.warmup_steps));
+    }
+    if (op.decay != "cosine" && op.decay != "linear" && op.decay != "constant") {
+      o.fail("optim.decay", "expected cosine, linear or constant, got '" + op.decay + "'");
+    }
+    if (op.min_lr_ratio < 0 || op.min_lr_ratio > 1) {
+      o.fail("optim.min_lr_ratio", "expected a value in [0, 1], got " + std::to_string(op.min_lr_ratio));
+    }
     if (c->optim.zero_stage != 1 && c->optim.zero_stage != 2) {
       o.fail("optim.zero_stage", "expected 1 or 2, got " + std::to_string(c->optim.zero_stage));
     }

@@ -157,7 +157,11 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   if (bf16) zc.param_dtype = torch::kBFloat16;
   ZeroOptimizer optimizer(zero_params_from(model->named_parameters()), comm, zc);
   LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps, c.optim.decay, c.optim.min_lr_ratio};
-  schedule.validate();
+  try {
+    schedule.validate();
+  } catch (const std::invalid_argument& e) {
+    throw TrainSetupError(std::string("[optim] ") + e.what());
+  }
 
   TrainerState state;
   if (auto dir = resolve_resume(c.checkpoint.resume, ckpt_root.string())) {

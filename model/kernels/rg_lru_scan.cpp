@@ -18,7 +18,7 @@
 namespace rg::kernels {
 
 #ifdef RG_WITH_CUDA
-// rg_lru_scan.cu
+// rg_lru_scan_cuda.cpp (ATen wrapper) over the kernels in rg_lru_scan.cu
 std::pair<at::Tensor, at::Tensor> cuda_scan_forward(const at::Tensor& a, const at::Tensor& x, const at::Tensor& h0);
 ScanGrads cuda_scan_backward(const at::Tensor& a, const at::Tensor& x, const at::Tensor& h0, const at::Tensor& dy,
                              const at::Tensor& dh_last);

@@ -66,6 +66,14 @@ TEST_F(OptionsTest, PrecedenceCommandLineOverLaterFileOverEarlierFileOverDefault
   EXPECT_EQ(options_->where("model.conv_width"), "default");
 }
 
+TEST_F(OptionsTest, RepeatedCommandLineKeyLaterWins) {
+  // A launch script's default followed by the user's override; lists still accumulate.
+  EXPECT_EQ(parse({"--train.steps=5", "--model.depth=4", "--train.steps=7", "--data.inputs=a", "--data.inputs=b"}), "");
+  EXPECT_EQ(steps_, 7);
+  EXPECT_EQ(model_.depth, 4);
+  EXPECT_EQ(inputs_, (std::vector<std::string>{"a", "b"}));
+}
+
 TEST_F(OptionsTest, UnknownKeyNamesFileLineAndSuggestion) {
   const auto a = write("bad.ini", "# comment\n[model]\nwidth = 64\nwidht = 128\n");
   const std::string err = parse({"--config", a, "--train.steps=1"});
