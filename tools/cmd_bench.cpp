@@ -3,18 +3,25 @@
 //   scan    the RG-LRU scan alone: reference loop vs fast kernel, forward and forward+backward
 //   step    a training step (forward + cross-entropy + backward) of a [model] config, and the scan's share
 //   sample  generation length vs sampling-state bytes and peak resident memory
+//   train   the data-parallel training step (ZeRO AdamW over MPI) per rank at 1, 2, ... ranks: weak scaling
 #include "configs/sections.h"
 #include "model/kernels/rg_lru_scan.h"
 #include "model/sampler.h"
 #include "tools/command.h"
 #include "tools/model_source.h"
+#include "trainer/comm/communicator.h"
+#include "trainer/trainer.h"
 
 #include <ATen/Parallel.h>
 #include <nlohmann/json.hpp>
 
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <iostream>
+#include <sstream>
 
 namespace {
 
@@ -146,8 +153,87 @@ int bench_sample(int argc, char** argv) {
   return 0;
 }
 
+
+// One process per rank (launched by the parent below through mpirun): the trainer's own train_step on
+// random tokens, fixed rows per rank, so perfect weak scaling keeps tokens/s per rank constant.
+int bench_train_worker(rg::tools::ModelSource& source, const rg::config::Options& o, int64_t batch, int64_t seq,
+                       int64_t repeats, int64_t zero_stage) {
+  auto comm = rg::comm::make_communicator("auto");
+  const int used = rg::tools::configure_threads(0);
+  rg::Griffin model = rg::tools::make_model(source, o);
+  rg::trainer::ZeroConfig zc;
+  zc.stage = static_cast<int>(zero_stage);
+  rg::trainer::ZeroOptimizer optimizer(rg::trainer::zero_params_from(model->named_parameters()), *comm, zc);
+  rg::trainer::NonFiniteGuard guard;
+  torch::manual_seed(100 + comm->rank());
+  const int64_t V = model->config().vocab_size;
+  rg::trainer::MicroBatch b{torch::randint(V, {batch, seq}, torch::kLong), torch::randint(V, {batch, seq}, torch::kLong),
+                            torch::arange(seq, torch::kLong).repeat({batch, 1}), torch::ones({batch, seq}),
+                            static_cast<double>(batch * seq)};
+  int64_t step = 0;
+  const double s = time_median(repeats, [&] {
+    rg::trainer::train_step(model, optimizer, *comm, {b}, 1.0, 1e-4, guard, step++);
+    comm->barrier();
+  });
+  if (comm->rank() == 0) {
+    const double total = comm->world_size() * batch * seq / s;
+    emit({{"name", "train_step_data_parallel"}, {"ranks", comm->world_size()}, {"batch", batch}, {"seq", seq},
+          {"threads", used}, {"zero_stage", zero_stage}, {"parameters", model->num_parameters()},
+          {"ms_per_step", s * 1e3}, {"tokens_per_s", total}, {"tokens_per_s_per_rank", total / comm->world_size()}});
+  }
+  return 0;
+}
+
+int bench_train(int argc, char** argv) {
+  rg::config::Options o(argv[0], "Data-parallel training step at each rank count of --ranks (fixed rows per rank):\n"
+                                 "tokens/s per rank and weak-scaling efficiency. Spawns mpirun for each count.");
+  rg::tools::ModelSource source;
+  int64_t batch = 4, seq = 256, repeats = 3, zero_stage = 1, threads = 1;
+  std::string ranks = "1,2";
+  bool worker = false;
+  o.add("batch", &batch, "rows per rank").add("seq", &seq, "sequence length T").add("repeats", &repeats, "timed steps")
+      .add("zero-stage", &zero_stage, "ZeRO stage 1 or 2")
+      .add("threads", &threads, "intra-op threads per rank")
+      .add("ranks", &ranks, "rank counts to run, e.g. 1,2")
+      .add("worker", &worker, "internal: this process is one rank of a run the parent launched");
+  rg::tools::add_model_source_options(o, &source);
+  if (!o.parse(argc, argv)) return 0;
+  if (worker) return bench_train_worker(source, o, batch, seq, repeats, zero_stage);
+
+  // Parent: re-run this very command under mpirun once per rank count, as a worker.
+  std::string self(4096, '\0');
+  const ssize_t n = readlink("/proc/self/exe", self.data(), self.size() - 1);
+  if (n <= 0) throw std::runtime_error("bench train: cannot find the rgemma executable");
+  self.resize(static_cast<size_t>(n));
+  std::string args;
+  for (int i = 1; i < argc; ++i) args += " '" + std::string(argv[i]) + "'";
+  const char* mpiexec = std::getenv("RG_MPIEXEC");
+  const std::string launcher = std::string(mpiexec ? mpiexec : "mpirun") + " --oversubscribe --bind-to none" +
+                               (geteuid() == 0 ? " --allow-run-as-root" : "");
+  double per_rank_1 = 0;
+  for (int64_t np : rg::tools::parse_ids(ranks, "ranks")) {
+    const std::string cmd = "RG_THREADS=" + std::to_string(threads) + " " + launcher + " -np " + std::to_string(np) +
+                            " '" + self + "' bench train" + args + " --worker";
+    FILE* pipe = popen(cmd.c_str(), "r");
+    if (!pipe) throw std::runtime_error("bench train: cannot run " + cmd);
+    std::string out;
+    char buf[4096];
+    while (size_t got = fread(buf, 1, sizeof buf, pipe)) out.append(buf, got);
+    if (pclose(pipe) != 0) throw std::runtime_error("bench train: " + cmd + " failed:\n" + out);
+    const auto line = nlohmann::json::parse(out.substr(out.rfind('{')));
+    emit(line);
+    const double per_rank = line.at("tokens_per_s_per_rank").get<double>();
+    if (np == 1) per_rank_1 = per_rank;
+    if (np > 1 && per_rank_1 > 0) {
+      emit({{"name", "weak_scaling"}, {"ranks", np}, {"batch", batch}, {"seq", seq}, {"threads", threads},
+            {"efficiency", per_rank / per_rank_1}, {"tokens_per_s", line.at("tokens_per_s")}});
+    }
+  }
+  return 0;
+}
+
 int run_bench(int argc, char** argv) {
-  const std::string usage = "usage: rgemma bench scan|step|sample [options]  (rgemma bench <what> --help)";
+  const std::string usage = "usage: rgemma bench scan|step|sample|train [options]  (rgemma bench <what> --help)";
   if (argc < 2) throw rg::config::ConfigError(usage);
   const std::string what = argv[1];
   if (what == "--help" || what == "-h") {
@@ -160,9 +246,10 @@ int run_bench(int argc, char** argv) {
   if (what == "scan") return bench_scan(static_cast<int>(args.size()), args.data());
   if (what == "step") return bench_step(static_cast<int>(args.size()), args.data());
   if (what == "sample") return bench_sample(static_cast<int>(args.size()), args.data());
+  if (what == "train") return bench_train(static_cast<int>(args.size()), args.data());
   throw rg::config::ConfigError("unknown benchmark '" + what + "'; " + usage);
 }
 
 }  // namespace
 
-RG_COMMAND("bench", "speed and memory benchmarks (scan, step, sample), JSON lines", run_bench);
+RG_COMMAND("bench", "speed and memory benchmarks (scan, step, sample, train), JSON lines", run_bench);

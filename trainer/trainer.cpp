@@ -35,16 +35,11 @@ using Clock = std::chrono::steady_clock;
 
 double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
-struct DeviceBatch {
-  torch::Tensor tokens, targets, pos, mask;  // (rows, seq): int64 x3, float
-  double mask_sum = 0;
-};
-
-DeviceBatch to_device(const data::Batch& b, const torch::Device& device) {
+MicroBatch to_device(const data::Batch& b, const torch::Device& device) {
   auto ints = [&](const std::vector<int32_t>& v) {
     return torch::from_blob(const_cast<int32_t*>(v.data()), {b.rows, b.seq}, torch::kInt).to(device, torch::kLong);
   };
-  DeviceBatch d{ints(b.tokens), ints(b.targets), ints(b.segment_pos),
+  MicroBatch d{ints(b.tokens), ints(b.targets), ints(b.segment_pos),
                 // copy=true: on the CPU .to() would otherwise alias the Batch's vector, which dies here.
                 torch::from_blob(const_cast<float*>(b.loss_mask.data()), {b.rows, b.seq}, torch::kFloat)
                     .to(device, torch::kFloat, /*non_blocking=*/false, /*copy=*/true)};
@@ -98,6 +93,27 @@ double masked_token_loss(Griffin& model, const torch::Tensor& hidden, const torc
   }
   if (backward_scale != 0 && h.grad().defined()) hidden.backward(h.grad());
   return total;
+}
+
+StepResult train_step(Griffin& model, ZeroOptimizer& optimizer, comm::Communicator& comm,
+                      const std::vector<MicroBatch>& micro, double max_grad_norm, double lr, NonFiniteGuard& guard,
+                      int64_t step) {
+  double local_count = 0;
+  for (const MicroBatch& b : micro) local_count += b.mask_sum;
+  const double global_count = std::max(comm.all_reduce_scalar(local_count), 1.0);
+  optimizer.zero_grad();
+  double local_loss = 0;
+  for (const MicroBatch& b : micro) {
+    local_loss += masked_token_loss(model, model->hidden(b.tokens, b.segment_pos), b.targets, b.loss_mask,
+                                    1.0 / global_count);
+  }
+  StepResult r;
+  r.loss = comm.all_reduce_scalar(local_loss) / global_count;
+  optimizer.reduce_gradients(1.0);  // each rank's gradient already carries the global normalisation
+  r.grad_norm = optimizer.clip_grad_norm(max_grad_norm);
+  r.skipped = guard.should_skip(comm, step, r.loss, r.grad_norm);
+  if (!r.skipped) optimizer.step(lr);
+  return r;
 }
 
 int run_training(Task task, const TrainConfig& c, const ModelConfig& model_config, comm::Communicator& comm,
@@ -224,8 +240,8 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
     model->eval();
     double loss = 0, count = 0;
     for (int64_t i = 0; i < batches; ++i) {
-      const DeviceBatch b = to_device(val.next(), device);
-      loss += masked_token_loss(model, model->hidden(b.tokens, b.pos), b.targets, b.mask, 0.0);
+      const MicroBatch b = to_device(val.next(), device);
+      loss += masked_token_loss(model, model->hidden(b.tokens, b.segment_pos), b.targets, b.loss_mask, 0.0);
       count += b.mask_sum;
       if (rank == 0) std::cout << "\r" << format_progress_bar(i + 1, batches) << std::flush;
     }
@@ -248,29 +264,15 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
 
   // ---- the loop ---------------------------------------------------------------------------------------------
   for (int64_t step = state.step; step < c.train.steps; ++step) {
-    std::vector<DeviceBatch> micro;
-    double local_count = 0;
-    for (int64_t i = 0; i < c.train.grad_accum; ++i) {
-      micro.push_back(to_device(loader.next(), device));
-      local_count += micro.back().mask_sum;
-    }
-    const double global_count = std::max(comm.all_reduce_scalar(local_count), 1.0);
-
-    optimizer.zero_grad();
-    double local_loss = 0;
-    for (const DeviceBatch& b : micro) {
-      local_loss += masked_token_loss(model, model->hidden(b.tokens, b.pos), b.targets, b.mask, 1.0 / global_count);
-    }
-    const double loss = comm.all_reduce_scalar(local_loss) / global_count;
-    optimizer.reduce_gradients(1.0);  // each rank's gradient already carries the global normalisation
-    const double grad_norm = optimizer.clip_grad_norm(c.train.max_grad_norm);
+    std::vector<MicroBatch> micro;
+    for (int64_t i = 0; i < c.train.grad_accum; ++i) micro.push_back(to_device(loader.next(), device));
     const double lr = schedule.lr_at(step);
-    if (guard.should_skip(comm, step, loss, grad_norm)) {
+    const StepResult r = train_step(model, optimizer, comm, micro, c.train.max_grad_norm, lr, guard, step);
+    if (r.skipped) {
       say("step " + std::to_string(step + 1) + ": non-finite loss or gradient, update skipped (" +
           std::to_string(guard.consecutive()) + " in a row)");
-    } else {
-      optimizer.step(lr);
     }
+    const double loss = r.loss, grad_norm = r.grad_norm;
     state.tokens += tokens_per_step;
     state.skipped_steps = guard.skipped_total();
     interval_tokens += tokens_per_step;

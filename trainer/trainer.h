@@ -10,7 +10,9 @@
 #include "model/config.h"
 #include "model/griffin.h"
 #include "trainer/comm/communicator.h"
+#include "trainer/faults.h"
 #include "trainer/train_config.h"
+#include "trainer/zero_optimizer.h"
 
 #include <stdexcept>
 #include <string>
@@ -31,6 +33,24 @@ class TrainSetupError : public std::invalid_argument {
 // hidden (B, T, W), targets (B, T) int64, loss_mask (B, T) float. Returns the summed loss (float64).
 double masked_token_loss(Griffin& model, const torch::Tensor& hidden, const torch::Tensor& targets,
                          const torch::Tensor& loss_mask, double backward_scale, int64_t chunk_tokens = 2048);
+
+// One micro-batch on the training device. tokens, targets, segment_pos (rows, seq) int64; loss_mask float.
+struct MicroBatch {
+  torch::Tensor tokens, targets, segment_pos, loss_mask;
+  double mask_sum = 0;  // targets that count
+};
+
+struct StepResult {
+  double loss = 0;       // sum(CE * mask) / sum(mask) over the global batch
+  double grad_norm = 0;  // before clipping
+  bool skipped = false;  // non-finite loss or gradient on some rank: no update
+};
+
+// One optimizer update over this rank's micro-batches (collective): forward, masked loss normalised by the
+// global target count, backward, reduce-scatter, clip, AdamW at `lr` unless the guard says skip.
+StepResult train_step(Griffin& model, ZeroOptimizer& optimizer, comm::Communicator& comm,
+                      const std::vector<MicroBatch>& micro, double max_grad_norm, double lr, NonFiniteGuard& guard,
+                      int64_t step);
 
 // Runs the loop. Returns 0 when the requested steps are done or a stop signal was honoured (after a
 // checkpoint). Throws TrainSetupError for unusable settings, std::runtime_error for everything else.

@@ -123,6 +123,10 @@ elapsed=$(( $(date +%s) - start ))
 # 5. SFT, and the errors a user meets first.
 "$rgemma" sft "${common[@]}" --data.train=chat.h5 --data.micro_batch=4 --train.steps=4 --optim.warmup_steps=1 --train.out=sft > sft.log 2>&1 \
   && [ "$(losses sft | wc -l)" = 4 ] && ok "sft trains on a chat set" || { fail "sft"; tail -3 sft.log; }
+"$rgemma" sft --data.train=chat.h5 --data.tokenizer=tok.model --data.seq_len=48 --data.micro_batch=4 --train.steps=3 \
+  --optim.warmup_steps=1 --train.init_from=single/final --train.out=sft-init > sft-init.log 2>&1 \
+  && [ "$(losses sft-init | wc -l)" = 3 ] && ok "sft from the pretrained folder (--train.init_from)" \
+  || { fail "sft --train.init_from"; tail -3 sft-init.log; }
 out=$("$rgemma" pretrain "${common[@]}" --data.micro_batch=4 --train.global_batch=6 --train.out=bad 2>&1); code=$?
 [ $code = 2 ] && grep -q "data.micro_batch (4) x train.grad_accum (1) x ranks (1) = 4" <<<"$out" \
   && ok "batch arithmetic error spelled out" || fail "global_batch: exit $code: $out"
@@ -135,5 +139,11 @@ out=$("$rgemma" pretrain "${common[@]}" --data.train=chat.h5 --train.out=bad 2>&
 out=$("$rgemma" pretrain "${common[@]}" --model.vocab_size=400 --train.out=bad 2>&1); code=$?
 [ $code != 0 ] && grep -q "400" <<<"$out" && grep -q "300" <<<"$out" && ok "vocab mismatch refused with both sizes" \
   || fail "vocab mismatch: exit $code: $out"
+
+# 6. The weak-scaling benchmark launches itself at 1 and 2 ranks.
+out=$(RG_MPIEXEC="${mpi[0]}" "$rgemma" bench train --config "$src/configs/model/tiny.ini" --batch 1 --seq 32 --repeats 1 \
+      --ranks 1,2 2>&1); code=$?
+[ $code = 0 ] && grep -q '"name":"weak_scaling"' <<<"$out" && grep -q '"ranks":2' <<<"$out" \
+  && ok "bench train reports weak scaling" || fail "bench train: exit $code: $out"
 
 [ $fails = 0 ] && echo "all training checks passed" || { echo "$fails training checks failed"; exit 1; }
