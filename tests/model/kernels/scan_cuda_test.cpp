@@ -71,8 +71,9 @@ Tol acc_tol(torch::Dtype dtype) { return dtype == torch::kDouble ? Tol{1e-12, 1e
 const std::vector<std::tuple<int64_t, int64_t, int64_t>> kShapes = {{3, 37, 100}, {2, 5, 67}, {4, 16, 64}, {1, 1, 3}};
 const std::vector<torch::Dtype> kDtypes = {torch::kFloat, torch::kDouble, torch::kBFloat16, torch::kHalf};
 
-TEST(RgLruScanCuda, Available) {
-  // Built with RG_WITH_CUDA, whatever the machine.
+TEST(RgLruScanCuda, AvailableWhereverCudaIs) {
+  // A CUDA device must never silently fall back to a build without the kernel.
+  RG_REQUIRE_CUDA();
   EXPECT_TRUE(cuda_scan_available());
 }
 
