@@ -120,6 +120,11 @@ ModelConfig ModelConfig::preset(const std::string& name) {
     c.head_dim = 256; c.lru_width = 4096; c.mlp_hidden = 12288; c.attention_window = 2048;
     return c;
   }
+  if (name == "recurrentgemma-100m") {  // single-machine experiments and benchmarks
+    c.vocab_size = 32000; c.width = 768; c.depth = 12; c.num_heads = 12; c.num_kv_heads = 1;
+    c.head_dim = 64; c.lru_width = 768; c.mlp_hidden = 2304; c.attention_window = 2048;
+    return c;
+  }
   if (name == "gemma-2b") {  // the transformer baseline: global MQA, full RoPE, no biases, no soft cap
     c.vocab_size = 256000; c.width = 2048; c.depth = 18; c.num_heads = 8; c.num_kv_heads = 1;
     c.head_dim = 256; c.lru_width = 0; c.mlp_hidden = 16384; c.attention_window = 0;
@@ -128,12 +133,12 @@ ModelConfig ModelConfig::preset(const std::string& name) {
     c.embed_scale_bf16 = false;  // HF Gemma multiplies by sqrt(W) in the activation dtype
     return c;
   }
-  throw std::invalid_argument("unknown model preset '" + name + "' (known: tiny, recurrentgemma-2b, "
-                              "recurrentgemma-9b, gemma-2b)");
+  throw std::invalid_argument("unknown model preset '" + name + "' (known: tiny, recurrentgemma-100m, "
+                              "recurrentgemma-2b, recurrentgemma-9b, gemma-2b)");
 }
 
 std::vector<std::string> ModelConfig::preset_names() {
-  return {"tiny", "recurrentgemma-2b", "recurrentgemma-9b", "gemma-2b"};
+  return {"tiny", "recurrentgemma-100m", "recurrentgemma-2b", "recurrentgemma-9b", "gemma-2b"};
 }
 
 ParameterCount count_parameters(const ModelConfig& c) {
