@@ -10,6 +10,7 @@
 
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "model/io/safetensors.h"
 #include "model/pretrained.h"
 #include "trainer/checkpoint.h"
 #include "trainer/faults.h"
@@ -138,7 +139,8 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   const fs::path out = c.train.out, ckpt_root = out / "checkpoints";
   if (rank == 0) {
     fs::create_directories(out);
-    std::ofstream(out / "config.ini") << "# effective configuration of rgemma " << task_name << "\n" << effective_config;
+    io::write_text_atomically((out / "config.ini").string(),
+                              std::string("# effective configuration of rgemma ") + task_name + "\n" + effective_config);
   }
   comm.barrier();
 

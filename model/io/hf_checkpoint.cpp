@@ -70,23 +70,6 @@ std::string random_suffix() {
   return std::to_string(::getpid()) + "." + std::to_string(rd());
 }
 
-void write_text_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp." + random_suffix();
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    out << text;
-    out.flush();
-    if (!out) {
-      std::remove(tmp.c_str());
-      throw std::runtime_error(path + ": cannot write " + tmp);
-    }
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) {
-    std::remove(tmp.c_str());
-    throw std::runtime_error(path + ": cannot rename " + tmp + " into place");
-  }
-}
-
 // One tensor offered for loading: its shape and dtype (known without reading data) and a way to get it.
 struct Offered {
   std::vector<int64_t> shape;
