@@ -5,6 +5,7 @@
 //   sample  generation length vs sampling-state bytes and peak resident memory
 //   train   the data-parallel training step (ZeRO AdamW over MPI) per rank at 1, 2, ... ranks: weak scaling
 #include "configs/sections.h"
+#include "model/kernels/rg_lru_fused.h"
 #include "model/kernels/rg_lru_scan.h"
 #include "model/sampler.h"
 #include "tools/command.h"
@@ -104,13 +105,26 @@ int bench_step(int argc, char** argv) {
     torch::nn::functional::cross_entropy(logits.reshape({-1, c.vocab_size}).to(torch::kFloat), targets.reshape(-1))
         .backward();
   });
-  // The scan's share: the same scans (forward + backward) the step runs, timed alone.
+  // The scan's share: what each recurrent block runs after its gate linears (the fused RG-LRU, or the
+  // reference scan alone), forward + backward, timed on its own.
   const int64_t recurrent = c.num_blocks_of(rg::BlockType::kRecurrent);
-  const double scan_s =
-      recurrent ? recurrent * scan_seconds(impl, batch, seq, c.lru_width, /*backward=*/true, repeats) : 0.0;
+  double scan_s = 0;
+  if (recurrent && impl == rg::kernels::ScanImpl::kReference) {
+    scan_s = recurrent * scan_seconds(impl, batch, seq, c.lru_width, /*backward=*/true, repeats);
+  } else if (recurrent) {
+    torch::manual_seed(0);
+    const int64_t L = c.lru_width;
+    const torch::Tensor x = torch::randn({batch, seq, L}).requires_grad_(), zx = torch::randn({batch, seq, L}).requires_grad_();
+    const torch::Tensor za = torch::randn({batch, seq, L}).requires_grad_(), p = torch::randn({L}).requires_grad_();
+    const torch::Tensor reset = torch::zeros({batch, seq}, torch::kBool);
+    scan_s = recurrent * time_median(repeats, [&] {
+      auto [y, h] = rg::kernels::rg_lru_fused(x, zx, za, p, reset, {});
+      y.sum().backward();
+    });
+  }
   emit({{"name", "train_step"}, {"batch", batch}, {"seq", seq}, {"threads", used}, {"width", c.width},
         {"depth", c.depth}, {"vocab", c.vocab_size}, {"window", c.attention_window}, {"dtype", source.dtype},
-        {"scan", rg::kernels::scan_impl_name(impl)}, {"parameters", model->num_parameters()},
+        {"scan", impl == rg::kernels::ScanImpl::kReference ? "reference (op-by-op RG-LRU)" : "fused RG-LRU"}, {"parameters", model->num_parameters()},
         {"ms_per_step", step * 1e3}, {"tokens_per_s", batch * seq / step}, {"scan_ms", scan_s * 1e3},
         {"scan_share", scan_s / step}});
   return 0;
