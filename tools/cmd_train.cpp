@@ -21,8 +21,12 @@ int run(rg::trainer::Task task, int argc, char** argv) {
   rg::config::add_train_options(options, &config);
   if (!options.parse(argc, argv)) return 0;
   if (!config.train.init_from.empty()) {
+    // The folder's config.json defines the model. [model] keys from files are ignored (a saved run
+    // config.ini carries them, and must replay); on the command line they are a contradiction.
     for (const char* key : {"model.vocab_size", "model.width", "model.depth"}) {
-      if (options.given(key)) options.fail(key, "conflicts with --train.init_from (its config.json defines the model)");
+      if (options.where(key) == "command line") {
+        options.fail(key, "conflicts with --train.init_from (its config.json defines the model)");
+      }
     }
   }
   auto comm = rg::comm::make_communicator("auto");

@@ -127,6 +127,9 @@ elapsed=$(( $(date +%s) - start ))
   --optim.warmup_steps=1 --train.init_from=single/final --train.out=sft-init > sft-init.log 2>&1 \
   && [ "$(losses sft-init | wc -l)" = 3 ] && ok "sft from the pretrained folder (--train.init_from)" \
   || { fail "sft --train.init_from"; tail -3 sft-init.log; }
+"$rgemma" sft --config sft-init/config.ini --train.out=sft-replay > sft-replay.log 2>&1 \
+  || { fail "replaying sft-init/config.ini"; tail -3 sft-replay.log; }
+same_losses "replaying a run's config.ini reproduces it" sft-init sft-replay 0
 out=$("$rgemma" pretrain "${common[@]}" --data.micro_batch=4 --train.global_batch=6 --train.out=bad 2>&1); code=$?
 [ $code = 2 ] && grep -q "data.micro_batch (4) x train.grad_accum (1) x ranks (1) = 4" <<<"$out" \
   && ok "batch arithmetic error spelled out" || fail "global_batch: exit $code: $out"
