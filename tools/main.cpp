@@ -4,6 +4,7 @@
 #include "tools/command.h"
 
 #include <ATen/Parallel.h>
+#include <dlfcn.h>
 #include <malloc.h>
 #include <unistd.h>
 
@@ -41,6 +42,11 @@ int configure_threads(int threads) {
     threads = std::max(1, cores / local);
   }
   at::set_num_threads(threads);
+  // OpenBLAS keeps its own pool (one thread per core by default) that at::set_num_threads does not touch:
+  // two ranks on two cores would run four matmul threads. Looked up at run time, as LibTorch may use
+  // another BLAS.
+  using SetThreads = void (*)(int);
+  if (auto set_blas = reinterpret_cast<SetThreads>(dlsym(RTLD_DEFAULT, "openblas_set_num_threads"))) set_blas(threads);
   return threads;
 }
 
