@@ -4,15 +4,7 @@
 set -u
 rgemma=$1 src=$2
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0
-check() {  # check NAME EXPECTED_CODE PATTERN -- command...
-  local name=$1 want=$2 pattern=$3; shift 4
-  local out code
-  out=$("$@" 2>&1); code=$?
-  if [ "$code" != "$want" ]; then echo "FAIL $name: exit $code, expected $want"; echo "$out"; fails=$((fails+1)); return; fi
-  if ! grep -qF -- "$pattern" <<<"$out"; then echo "FAIL $name: output lacks '$pattern'"; echo "$out"; fails=$((fails+1)); return; fi
-  echo "ok   $name"
-}
+source "$(dirname "$0")/check_lib.sh"
 check help 0 "info" -- "$rgemma" --help
 check info-2b 0 "parameters: 2,682,862,080" -- "$rgemma" info --config "$src/configs/model/recurrentgemma-2b.ini"
 check info-2b-embedding 0 "embedding: 655,360,000" -- "$rgemma" info --config "$src/configs/model/recurrentgemma-2b.ini"
