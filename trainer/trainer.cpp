@@ -22,6 +22,8 @@
 #include <torch/cuda.h>
 #include <torch/nn/functional/loss.h>
 
+#include <unistd.h>
+
 #include <chrono>
 #include <filesystem>
 #include <fstream>
@@ -231,6 +233,8 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
     say("checkpoint: " + dir);
   };
 
+  // The evaluation progress bar redraws itself: only on a terminal, not in a log file.
+  const bool interactive = isatty(STDOUT_FILENO);
   auto evaluate = [&](int64_t step) {
     if (!has_validation) return;
     data::LoaderOptions vo = lo;
@@ -245,14 +249,14 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
       const MicroBatch b = to_device(val.next(), device);
       loss += masked_token_loss(model, model->hidden(b.tokens, b.segment_pos), b.targets, b.loss_mask, 0.0);
       count += b.mask_sum;
-      if (rank == 0) std::cout << "\r" << format_progress_bar(i + 1, batches) << std::flush;
+      if (rank == 0 && interactive) std::cout << "\r" << format_progress_bar(i + 1, batches) << std::flush;
     }
     model->train();
     loss = comm.all_reduce_scalar(loss), count = comm.all_reduce_scalar(count);
     const double val_loss = loss / std::max(count, 1.0);
     if (rank == 0) {
-      std::cout << "\reval step " << step << ": val_loss " << val_loss << ", ppl " << std::exp(val_loss) << "          "
-                << std::endl;
+      std::cout << (interactive ? "\r" : "") << "eval step " << step << ": val_loss " << val_loss << ", ppl "
+                << std::exp(val_loss) << (interactive ? "          " : "") << std::endl;
       metrics->write_eval(step, state.tokens, val_loss);
     }
   };
