@@ -70,7 +70,11 @@ void backward_kernel(const scalar_t* x, const scalar_t* zx, const scalar_t* za, 
                      scalar_t* dza, acc_t* dp_partial /* (B, L) */, acc_t* dh0, int64_t B, int64_t T, int64_t L) {
   const int64_t blocks = (L + kBlock - 1) / kBlock;
   at::parallel_for(0, B * blocks, 1, [&](int64_t begin, int64_t end) {
+    // Per task, for every step: h_{t-1} and the gate values of the forward, computed once in the
+    // recompute pass so that the reverse pass needs no transcendental function.
     std::vector<acc_t> hs(static_cast<size_t>((T + 1) * kBlock));  // hs[t] = h_{t-1}
+    std::vector<acc_t> gxs(static_cast<size_t>(T * kBlock)), gas(gxs.size()), as(gxs.size()), asqs(gxs.size()),
+        ms(gxs.size());
     acc_t g[kBlock], sp[kBlock], sig_p[kBlock], dsp[kBlock];
     for (int64_t task = begin; task < end; ++task) {
       const int64_t b = task / blocks, l0 = (task % blocks) * kBlock, n = std::min(kBlock, L - l0);
@@ -80,39 +84,39 @@ void backward_kernel(const scalar_t* x, const scalar_t* zx, const scalar_t* za, 
         hs[j] = h0 ? h0[b * L + l0 + j] : acc_t(0);
         g[j] = dh_last ? dh_last[b * L + l0 + j] : acc_t(0);
       }
-      for (int64_t t = 0; t < T; ++t) {  // recompute h
-        const int64_t o = (b * T + t) * L + l0;
+      for (int64_t t = 0; t < T; ++t) {  // recompute h and keep the gates
+        const int64_t o = (b * T + t) * L + l0, k = t * kBlock;
         const bool r = reset[b * T + t];
         const acc_t* prev = hs.data() + t * kBlock;
         acc_t* cur = hs.data() + (t + 1) * kBlock;
         for (int64_t j = 0; j < n; ++j) {
-          const acc_t gx = sigmoid<acc_t>(static_cast<acc_t>(zx[o + j]));
-          const acc_t log_a = acc_t(-8) * sigmoid<acc_t>(static_cast<acc_t>(za[o + j])) * sp[j];
-          const acc_t a = r ? acc_t(0) : round_to<scalar_t>(std::exp(log_a));
-          const acc_t m = r ? acc_t(1) : std::sqrt(acc_t(1) - std::exp(acc_t(2) * log_a));
-          cur[j] = a * prev[j] + round_to<scalar_t>(static_cast<acc_t>(x[o + j]) * gx * m);
-        }
-      }
-      for (int64_t t = T - 1; t >= 0; --t) {
-        const int64_t o = (b * T + t) * L + l0;
-        const bool r = reset[b * T + t];
-        const acc_t* prev = hs.data() + t * kBlock;
-        for (int64_t j = 0; j < n; ++j) {
-          if (dy) g[j] += static_cast<acc_t>(dy[o + j]);
-          const acc_t xv = static_cast<acc_t>(x[o + j]);
           const acc_t gx = sigmoid<acc_t>(static_cast<acc_t>(zx[o + j]));
           const acc_t ga = sigmoid<acc_t>(static_cast<acc_t>(za[o + j]));
           const acc_t log_a = acc_t(-8) * ga * sp[j];
           const acc_t a = r ? acc_t(0) : std::exp(log_a);
           const acc_t a_sq = r ? acc_t(0) : std::exp(acc_t(2) * log_a);
           const acc_t m = r ? acc_t(1) : std::sqrt(acc_t(1) - a_sq);
+          gxs[k + j] = gx, gas[k + j] = ga, as[k + j] = a, asqs[k + j] = a_sq, ms[k + j] = m;
+          cur[j] = round_to<scalar_t>(a) * prev[j] + round_to<scalar_t>(static_cast<acc_t>(x[o + j]) * gx * m);
+        }
+      }
+      for (int64_t t = T - 1; t >= 0; --t) {
+        const int64_t o = (b * T + t) * L + l0, k = t * kBlock;
+        const bool r = reset[b * T + t];
+        const acc_t* prev = hs.data() + t * kBlock;
+        for (int64_t j = 0; j < n; ++j) {
+          if (dy) g[j] += static_cast<acc_t>(dy[o + j]);
+          const acc_t xv = static_cast<acc_t>(x[o + j]);
+          const acc_t gx = gxs[k + j], ga = gas[k + j], a = as[k + j], a_sq = asqs[k + j], m = ms[k + j];
           dx[o + j] = static_cast<scalar_t>(g[j] * gx * m);
           dzx[o + j] = static_cast<scalar_t>(g[j] * xv * m * gx * (acc_t(1) - gx));
           if (r) {
             dza[o + j] = static_cast<scalar_t>(0);
           } else {
-            const acc_t u = std::max(acc_t(1) - a_sq, static_cast<acc_t>(kMinSqrtInput));
-            const acc_t dlog_a = g[j] * prev[j] * a + g[j] * xv * gx / (acc_t(2) * std::sqrt(u)) * (acc_t(-2) * a_sq);
+            // sqrt's derivative at 1 - a^2, clipped at 1000: the same sqrt as m unless the input is floored.
+            const acc_t u = acc_t(1) - a_sq;
+            const acc_t root = u > static_cast<acc_t>(kMinSqrtInput) ? m : std::sqrt(static_cast<acc_t>(kMinSqrtInput));
+            const acc_t dlog_a = g[j] * prev[j] * a + g[j] * xv * gx / (acc_t(2) * root) * (acc_t(-2) * a_sq);
             dza[o + j] = static_cast<scalar_t>(dlog_a * acc_t(-8) * sp[j] * ga * (acc_t(1) - ga));
             dsp[j] += dlog_a * acc_t(-8) * ga;
           }
