@@ -1,5 +1,6 @@
-// Fused RG-LRU: forward and backward as two passes over (batch x 64-channel blocks), everything per element
-// recomputed from the inputs in float32 (float64 for float64 inputs), nothing but y and h_T stored.
+// Fused RG-LRU: forward and backward each a pass over (batch x 64-channel blocks) in float32 (float64 for
+// float64 inputs). Autograd keeps only the inputs; the backward recomputes h and the gates of one block of
+// channels into per-thread buffers, then runs the reverse pass from them.
 //
 // Per element, with sp = softplus(a_param), gx = sigmoid(zx), ga = sigmoid(za):
 //   log_a = -8 ga sp,  a = exp(log_a),  m = sqrt(1 - exp(2 log_a))   (a = 0, m = 1 where reset)
