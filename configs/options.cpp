@@ -2,6 +2,8 @@
 // that every error names the file and line (or the command line) and the key.
 #include "configs/options.h"
 
+#include "model/io/atomic_write.h"
+
 #include <boost/program_options.hpp>
 
 #include <algorithm>
@@ -359,14 +361,9 @@ void Options::print_effective(std::ostream& out) const {
 }
 
 void Options::write_effective(const std::string& path) const {
-  const std::string tmp = path + ".tmp";
-  {
-    std::ofstream out(tmp);
-    if (!out) throw std::runtime_error(tmp + ": cannot write");
-    print_effective(out);
-    if (!out.flush()) throw std::runtime_error(tmp + ": write failed");
-  }
-  if (std::rename(tmp.c_str(), path.c_str()) != 0) throw std::runtime_error(path + ": rename failed");
+  std::ostringstream text;
+  print_effective(text);
+  io::write_text_atomically(path, text.str());
 }
 
 std::string Options::help() const {

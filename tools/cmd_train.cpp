@@ -6,6 +6,7 @@
 #include "trainer/trainer.h"
 
 #include <iostream>
+#include <sstream>
 
 namespace {
 
@@ -30,7 +31,9 @@ int run(rg::trainer::Task task, int argc, char** argv) {
     }
   }
   auto comm = rg::comm::make_communicator("auto");
-  if (comm->rank() == 0) options.print_effective(std::cout);
+  std::ostringstream effective;
+  options.print_effective(effective);
+  if (comm->rank() == 0) std::cout << effective.str();
   // One rank alone reports like any command (one line, exit 2 or 1). With several, a failure on one rank
   // must end the whole job, never leave the others waiting in a collective.
   auto fail = [&](const std::string& message, int exit_code) {
@@ -39,7 +42,7 @@ int run(rg::trainer::Task task, int argc, char** argv) {
   };
   int code = 0;
   try {
-    code = rg::trainer::run_training(task, config, model, *comm, options.effective());
+    code = rg::trainer::run_training(task, config, model, *comm, effective.str());
   } catch (const rg::trainer::TrainSetupError& e) {
     if (comm->world_size() == 1) throw rg::config::ConfigError(e.what());
     fail(e.what(), 2);

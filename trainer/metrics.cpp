@@ -1,6 +1,8 @@
 // Metrics file, console formatting and MFU.
 #include "trainer/metrics.h"
 
+#include "model/io/atomic_write.h"
+
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -30,13 +32,9 @@ MetricsWriter::MetricsWriter(const std::string& path, int64_t resume_step) : pat
       if (j.is_discarded()) continue;  // a torn last line from a killed run
       if (j.value("step", int64_t{0}) <= resume_step) keep.push_back(line);
     }
-    const std::string tmp = path + ".tmp";
-    {
-      std::ofstream out(tmp, std::ios::trunc);
-      for (const auto& line : keep) out << line << '\n';
-      if (!out) throw std::runtime_error("metrics: cannot write " + tmp);
-    }
-    std::filesystem::rename(tmp, path);
+    std::string text;
+    for (const auto& line : keep) text += line + '\n';
+    io::write_text_atomically(path, text);
   }
   out_.open(path, resume_step >= 0 ? std::ios::app : std::ios::trunc);
   if (!out_) throw std::runtime_error("metrics: cannot open " + path + " for writing");

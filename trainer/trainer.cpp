@@ -141,8 +141,7 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   const fs::path out = c.train.out, ckpt_root = out / "checkpoints";
   if (rank == 0) {
     fs::create_directories(out);
-    io::write_text_atomically((out / "config.ini").string(),
-                              std::string("# effective configuration of rgemma ") + task_name + "\n" + effective_config);
+    io::write_text_atomically((out / "config.ini").string(), effective_config);
   }
   comm.barrier();
 

@@ -52,7 +52,7 @@ StepResult train_step(Griffin& model, ZeroOptimizer& optimizer, comm::Communicat
                       const std::vector<MicroBatch>& micro, double max_grad_norm, double lr, NonFiniteGuard& guard,
                       int64_t step);
 
-// Runs the loop. Returns 0 when the requested steps are done or a stop signal was honoured (after a
+// Runs the loop. effective_config (INI text) is written to the run folder as config.ini. Returns 0 when the requested steps are done or a stop signal was honoured (after a
 // checkpoint). Throws TrainSetupError for unusable settings, std::runtime_error for everything else.
 int run_training(Task task, const TrainConfig& config, const ModelConfig& model_config, comm::Communicator& comm,
                  const std::string& effective_config);

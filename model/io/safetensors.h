@@ -4,6 +4,8 @@
 // Owns: the mmap'd reader (SafetensorsFile, zero-copy views), whole-file read, atomic write.
 #pragma once
 
+#include "model/io/atomic_write.h"
+
 #include <ATen/ATen.h>
 
 #include <cstdint>
@@ -73,10 +75,6 @@ TensorMap read_safetensors(const std::string& path, Metadata* metadata = nullptr
 // Writes `tensors` (any device, any layout; converted to contiguous CPU) to `path` atomically: a
 // temporary file in the same folder, flushed, then renamed over `path`. Tensors are laid out by
 // decreasing element size, then name, so every tensor is aligned for its dtype. Throws naming the file.
-// Writes text to `path` atomically (a uniquely named temporary file beside it, then rename), so a reader
-// sees the old file or the new one, never a torn one. Throws naming the path.
-void write_text_atomically(const std::string& path, const std::string& text);
-
 void write_safetensors(const std::string& path, const TensorMap& tensors, const Metadata& metadata = {});
 
 }  // namespace rg::io
