@@ -4,6 +4,7 @@
 // against the parallel pass, with left padding and resets; fixed state size.
 #include "model/griffin.h"
 
+#include "tests/float_tolerance.h"
 #include "tests/model/spec_reference.h"
 
 #include <gtest/gtest.h>
@@ -58,6 +59,22 @@ double max_diff(const torch::Tensor& a, const torch::Tensor& b) {
   return (a.to(torch::kDouble) - b.to(torch::kDouble)).abs().max().item<double>();
 }
 
+double max_abs(const torch::Tensor& t) { return t.abs().max().item<double>(); }
+
+// Bounds from float32 rounding (tests/float_tolerance.h), with the test config's sizes: the longest sum in
+// a block is the MLP's (mlp_hidden = 80 terms); a block chains at most 3 such sums (projection, mixing or
+// gates, output), so the whole model chains 4 blocks x 3 + the tied head = 13.
+constexpr int64_t kLongestSum = 80;
+constexpr int64_t kModelDepth = 13;
+// A float32 module's output against the float64 spec, `depth` chained sums, magnitude of the reference.
+double spec_bound(const torch::Tensor& ref, int64_t depth) {
+  return test::float32_vs_exact(max_abs(ref), kLongestSum, depth);
+}
+// Two float32 evaluations of the whole model (parallel pass vs prefill/steps: other kernels, other orders).
+double model_bound(const torch::Tensor& logits) {
+  return test::float32_vs_float32(max_abs(logits), kLongestSum, kModelDepth);
+}
+
 TEST(Layers, RecurrentBlockMatchesSpec) {
   const ModelConfig c = test_config();
   Griffin model = make_model(c);
@@ -67,7 +84,8 @@ TEST(Layers, RecurrentBlockMatchesSpec) {
   const torch::Tensor y = model->blocks[0]->recurrent->forward(x, in.pos);
   for (int64_t b = 0; b < 2; ++b) {
     const torch::Tensor ref = spec::recurrent(p, "layers.0.temporal_block", x[b].to(torch::kDouble), row(in.pos, b));
-    EXPECT_LT(max_diff(y[b], ref), 1e-5) << "row " << b;
+    // Input projections, conv (4 taps), block-diagonal gates, the scan over 30 steps, output projection.
+    EXPECT_LT(max_diff(y[b], ref), spec_bound(ref, 5)) << "row " << b;
   }
 }
 
@@ -80,7 +98,8 @@ TEST(Layers, AttentionBlockMatchesSpec) {
   const torch::Tensor y = model->blocks[2]->attention->forward(x, in.pos);
   for (int64_t b = 0; b < 2; ++b) {
     const torch::Tensor ref = spec::attention(p, "layers.2.temporal_block", c, x[b].to(torch::kDouble), row(in.pos, b));
-    EXPECT_LT(max_diff(y[b], ref), 1e-5) << "row " << b;
+    // q/k/v projections, scores, softmax-weighted values, output projection.
+    EXPECT_LT(max_diff(y[b], ref), spec_bound(ref, 4)) << "row " << b;
   }
 }
 
@@ -92,16 +111,18 @@ TEST(Layers, MlpNormAndConvMatchSpec) {
   const torch::Tensor y = model->blocks[1]->mlp_block->forward(x);
   const torch::Tensor n = model->blocks[1]->channel_pre_norm->forward(x);
   for (int64_t t = 0; t < 3; ++t) {
-    EXPECT_LT(max_diff(y[t], spec::mlp(p, "layers.1.mlp_block", x[t].to(torch::kDouble), true)), 1e-5);
-    EXPECT_LT(max_diff(n[t], spec::rms_norm(x[t].to(torch::kDouble), p.at("layers.1.channel_pre_norm.weight"), 1e-6)),
-              1e-5);
+    const torch::Tensor mlp_ref = spec::mlp(p, "layers.1.mlp_block", x[t].to(torch::kDouble), true);
+    const torch::Tensor norm_ref = spec::rms_norm(x[t].to(torch::kDouble), p.at("layers.1.channel_pre_norm.weight"), 1e-6);
+    EXPECT_LT(max_diff(y[t], mlp_ref), spec_bound(mlp_ref, 2));    // gate/up projection, down projection
+    EXPECT_LT(max_diff(n[t], norm_ref), spec_bound(norm_ref, 1));  // the mean of squares
   }
   // Conv1D with two document starts inside the taps' reach.
   const std::vector<int64_t> pos = {0, 1, 2, 0, 1, 0, 1, 2, 3, 4};
   const torch::Tensor u = torch::randn({1, 10, c.lru_width});
   const torch::Tensor pos_t = torch::tensor(pos, torch::kLong).unsqueeze(0);
   const torch::Tensor conv = model->blocks[0]->recurrent->conv_1d->forward(u, document_ids(pos_t));
-  EXPECT_LT(max_diff(conv[0], spec::conv1d(p, "layers.0.temporal_block.conv_1d", u[0].to(torch::kDouble), pos)), 1e-5);
+  const torch::Tensor conv_ref = spec::conv1d(p, "layers.0.temporal_block.conv_1d", u[0].to(torch::kDouble), pos);
+  EXPECT_LT(max_diff(conv[0], conv_ref), spec_bound(conv_ref, 1));  // one sum of 4 taps (80 covers it)
 }
 
 TEST(Griffin, LogitsMatchSpecWithResetAndLongerThanWindow) {
@@ -114,8 +135,8 @@ TEST(Griffin, LogitsMatchSpecWithResetAndLongerThanWindow) {
   EXPECT_GT(logits.abs().max().item<double>(), 20.0);  // the soft cap's range is exercised
   for (int64_t b = 0; b < 2; ++b) {
     const torch::Tensor ref = spec::logits(p, c, row(in.tokens, b), row(in.pos, b));
-    // Spec section 7: a float32 port matches to ~5e-5 on logits of magnitude ~30; 1e-3 is the agreed bound.
-    EXPECT_LT(max_diff(logits[b], ref), 1e-3) << "row " << b;
+    // A float32 port matches to ~5e-5 on logits of magnitude ~30; the bound is the model's chained sums.
+    EXPECT_LT(max_diff(logits[b], ref), spec_bound(ref, kModelDepth)) << "row " << b;
   }
 }
 
@@ -130,7 +151,8 @@ TEST(Griffin, GemmaBaselineMatchesSpec) {
   const Inputs in = make_inputs(2, 20, c.vocab_size);
   const torch::Tensor logits = model(in.tokens, in.pos);
   for (int64_t b = 0; b < 2; ++b) {
-    EXPECT_LT(max_diff(logits[b], spec::logits(p, c, row(in.tokens, b), row(in.pos, b))), 1e-3) << "row " << b;
+    const torch::Tensor ref = spec::logits(p, c, row(in.tokens, b), row(in.pos, b));
+    EXPECT_LT(max_diff(logits[b], ref), spec_bound(ref, kModelDepth)) << "row " << b;
   }
 }
 
@@ -148,7 +170,9 @@ TEST(LocalAttention, ChunkedEqualsNaiveMaskedAttention) {
       torch::Tensor pos = torch::arange(T, torch::kLong).repeat({2, 1});
       if (T > 50) pos[1].narrow(0, 50, T - 50).copy_(torch::arange(T - 50, torch::kLong));
       const torch::Tensor doc = document_ids(pos);
-      EXPECT_LT(max_diff(local_attention(q, k, v, doc, window), naive_local_attention(q, k, v, doc, window)), 1e-5)
+      const torch::Tensor naive = naive_local_attention(q, k, v, doc, window);
+      // Scores (8 terms) then the softmax-weighted sum over up to T keys, in two float32 orders.
+      EXPECT_LT(max_diff(local_attention(q, k, v, doc, window), naive), test::float32_vs_float32(max_abs(naive), T, 2))
           << "window " << window << " T " << T;
     }
   }
@@ -165,11 +189,13 @@ TEST(LocalAttention, GradientsEqualNaive) {
     (out * torch::linspace(-1, 1, out.numel()).view(out.sizes())).sum().backward();
     grads[naive] = {q.grad(), k.grad(), v.grad()};
   }
-  for (int i = 0; i < 3; ++i) EXPECT_LT(max_diff(grads[0][i], grads[1][i]), 1e-5);
+  // Forward (2 sums over up to 150 keys) and backward (2 more), relative to each gradient's largest entry.
+  for (int i = 0; i < 3; ++i) EXPECT_LT(max_diff(grads[0][i], grads[1][i]), test::float32_vs_float32(max_abs(grads[1][i]), 150, 4));
 }
 
 // The default (fused RG-LRU kernel) and the op-by-op path over the reference scan: same gradients for every
-// parameter, to float32 summation-order noise relative to each gradient's largest entry.
+// parameter, to float32 summation-order noise relative to each gradient's largest entry: the forward's and
+// the backward's chained sums (2 x kModelDepth).
 TEST(Griffin, FusedAndReferenceRgLruGiveSameGradients) {
   const ModelConfig c = test_config();
   const Inputs in = make_inputs(2, 30, c.vocab_size);
@@ -181,8 +207,8 @@ TEST(Griffin, FusedAndReferenceRgLruGiveSameGradients) {
     for (const auto& param : model->parameters()) grads[i].push_back(param.grad().clone());
   }
   for (size_t j = 0; j < grads[0].size(); ++j) {
-    const double scale = grads[1][j].abs().max().item<double>();
-    EXPECT_LT((grads[0][j] - grads[1][j]).abs().max().item<double>(), 1e-4 * scale) << "parameter " << j;
+    const double bound = test::float32_vs_float32(max_abs(grads[1][j]), kLongestSum, 2 * kModelDepth);
+    EXPECT_LT(max_diff(grads[0][j], grads[1][j]), bound) << "parameter " << j;
   }
 }
 
@@ -198,10 +224,12 @@ TEST(SamplingState, StepsReproduceTheParallelPass) {
   const torch::Tensor full = model(in.tokens, in.pos);                         // (B, T, V)
   SamplingState state;
   const torch::Tensor pre = model->prefill(in.tokens.narrow(1, 0, prompt), in.pos.narrow(1, 0, prompt), state);
-  EXPECT_LT(max_diff(pre, full.narrow(1, 0, prompt)), 1e-5);
+  // Prefill and steps run other kernels than the parallel pass (one-token matmuls, the ring buffer, the
+  // stepped scan): two float32 evaluations of the whole model. Measured: 2.4e-5 on AMD Zen 5, less on Intel.
+  EXPECT_LT(max_diff(pre, full.narrow(1, 0, prompt)), model_bound(full));
   for (int64_t t = prompt; t < T; ++t) {
     const torch::Tensor step = model->step(in.tokens.select(1, t), in.pos.select(1, t), state);  // (B, V)
-    EXPECT_LT(max_diff(step, full.select(1, t)), 1e-4) << "t " << t;
+    EXPECT_LT(max_diff(step, full.select(1, t)), model_bound(full)) << "t " << t;
   }
 }
 
@@ -215,7 +243,8 @@ TEST(SamplingState, StepsFromAnEmptyStateReproduceTheParallelPass) {
     const torch::Tensor full = model(in.tokens, in.pos);
     SamplingState state;
     for (int64_t t = 0; t < 20; ++t) {
-      EXPECT_LT(max_diff(model->step(in.tokens.select(1, t), in.pos.select(1, t), state), full.select(1, t)), 1e-4)
+      EXPECT_LT(max_diff(model->step(in.tokens.select(1, t), in.pos.select(1, t), state), full.select(1, t)),
+                model_bound(full))
           << (global ? "global " : "local ") << t;
     }
   }
@@ -242,7 +271,7 @@ TEST(SamplingState, LeftPaddedPromptsMatchUnpaddedRows) {
   for (int64_t b = 0; b < B; ++b) {
     const int64_t n = lengths[b];
     const torch::Tensor alone = model(rows[b].unsqueeze(0), torch::arange(n + steps, torch::kLong).unsqueeze(0))[0];
-    EXPECT_LT(max_diff(pre[b][P - 1], alone[n - 1]), 1e-4) << "row " << b;
+    EXPECT_LT(max_diff(pre[b][P - 1], alone[n - 1]), model_bound(alone)) << "row " << b;
   }
   for (int64_t s = 0; s < steps; ++s) {
     torch::Tensor next = torch::zeros({B}, torch::kLong), next_pos = torch::zeros({B}, torch::kLong);
@@ -251,7 +280,7 @@ TEST(SamplingState, LeftPaddedPromptsMatchUnpaddedRows) {
     for (int64_t b = 0; b < B; ++b) {
       const int64_t n = lengths[b];
       const torch::Tensor alone = model(rows[b].unsqueeze(0), torch::arange(n + steps, torch::kLong).unsqueeze(0))[0];
-      EXPECT_LT(max_diff(logits[b], alone[n + s]), 1e-4) << "row " << b << " step " << s;
+      EXPECT_LT(max_diff(logits[b], alone[n + s]), model_bound(alone)) << "row " << b << " step " << s;
     }
   }
 }
