@@ -4,27 +4,53 @@
 
 #include <nlohmann/json.hpp>
 
+#include <algorithm>
+
 namespace rg::data {
 
-std::string trim(const std::string& s) {
-  const char* ws = " \t\r\n\f\v";
-  const auto b = s.find_first_not_of(ws);
-  if (b == std::string::npos) return "";
-  return s.substr(b, s.find_last_not_of(ws) - b + 1);
+std::string json_brief(const nlohmann::json& value, size_t max_chars) {
+  if (value.is_array()) return "an array of " + std::to_string(value.size()) + " values";
+  if (value.is_object()) return "an object with " + std::to_string(value.size()) + " keys";
+  if (value.is_binary()) return "binary data";
+  std::string text = value.dump();  // a scalar: no recursion; control characters come out escaped
+  if (text.size() > max_chars) {
+    size_t cut = max_chars;
+    while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) --cut;  // whole characters only
+    text = text.substr(0, cut) + "... (" + std::to_string(text.size()) + " chars)";
+  }
+  return text;
 }
 
+namespace {
+
+// A role as messages quote it: itself when short and printable, else its bounded JSON form.
+std::string role_brief(const std::string& role) {
+  const bool plain = role.size() <= 40 && std::none_of(role.begin(), role.end(), [](char c) {
+    return static_cast<unsigned char>(c) < 0x20 || c == 0x7F;
+  });
+  return plain ? role : json_brief(nlohmann::json(role), 40);
+}
+
+}  // namespace
+
 std::vector<Message> parse_messages(const nlohmann::json& array, const std::string& field) {
-  if (!array.is_array()) throw FormatError("'" + field + "' must be a list of {\"role\", \"content\"} objects");
+  if (!array.is_array()) {
+    throw FormatError("'" + field + "' must be a list of {\"role\", \"content\"} objects, not " + json_brief(array));
+  }
   std::vector<Message> out;
   for (size_t i = 0; i < array.size(); ++i) {
     const auto& m = array[i];
     const std::string where = field + "[" + std::to_string(i) + "]";
-    if (!m.is_object()) throw FormatError(where + ": expected an object with \"role\" and \"content\"");
+    if (!m.is_object()) {
+      throw FormatError(where + ": expected an object with \"role\" and \"content\", got " + json_brief(m));
+    }
     const auto role = m.find("role");
     const auto content = m.find("content");
-    if (role == m.end() || !role->is_string()) throw FormatError(where + ": missing string field \"role\"");
-    if (content == m.end() || !content->is_string()) {
-      throw FormatError(where + ": missing string field \"content\"");
+    if (role == m.end()) throw FormatError(where + ": missing string field \"role\"");
+    if (!role->is_string()) throw FormatError(where + ".role: expected a string, got " + json_brief(*role));
+    if (content == m.end()) throw FormatError(where + ": missing string field \"content\"");
+    if (!content->is_string()) {
+      throw FormatError(where + ".content: expected a string, got " + json_brief(*content));
     }
     out.push_back({role->get<std::string>(), content->get<std::string>()});
   }
@@ -36,10 +62,10 @@ std::vector<Turn> normalize(const std::vector<Message>& messages, Ending ending)
   std::string system;
   for (size_t i = 0; i < messages.size(); ++i) {
     const Message& m = messages[i];
-    const std::string where = "message " + std::to_string(i + 1) + " (" + m.role + ")";
+    const std::string where = "message " + std::to_string(i + 1) + " (" + role_brief(m.role) + ")";
     const bool is_model = m.role == "assistant" || m.role == "model";
     if (!is_model && m.role != "user" && m.role != "system") {
-      throw FormatError("message " + std::to_string(i + 1) + ": unknown role '" + m.role +
+      throw FormatError("message " + std::to_string(i + 1) + ": unknown role '" + role_brief(m.role) +
                         "' (expected system, user, assistant or model)");
     }
     const std::string text = trim(m.content);

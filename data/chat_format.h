@@ -1,11 +1,12 @@
 // Gemma's dialogue format (spec section 13) with its SFT loss mask:
 //   <bos><start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n{text}<end_of_turn>\n...
-// System text is folded into the first user turn, "assistant" is written "model", content is trimmed,
+// System text is folded into the first user turn, "assistant" is written "model", content is trimmed (trim()),
 // and the mask is 1 exactly on model-turn content and its <end_of_turn>. Also the JSON shapes of chats,
 // preference pairs and prompts (TRL's conventions), parsed with errors that say what is wrong.
 #pragma once
 
 #include "data/dataset.h"
+#include "data/text.h"  // trim: content is trimmed as the HF template does
 #include "data/tokenizer.h"
 
 #include <nlohmann/json_fwd.hpp>
@@ -69,6 +70,10 @@ class ChatFormatter {
   SpecialIds special_;
 };
 
-std::string trim(const std::string& s);
+// A bounded one-line description of a JSON value for error messages: scalars as JSON text cut to
+// `max_chars`, containers as "an array of N values" / "an object with N keys". The local twin of
+// rg::io::json_brief (data/ may not link model/): dump() recurses once per nesting level and copies
+// unbounded text, so no message dumps a value from an input file.
+std::string json_brief(const nlohmann::json& value, size_t max_chars = 60);
 
 }  // namespace rg::data

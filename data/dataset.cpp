@@ -6,7 +6,9 @@
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
+#include <limits>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -34,47 +36,68 @@ DatasetKind parse_kind(const std::string& name, const std::string& where) {
   for (DatasetKind k : {DatasetKind::kText, DatasetKind::kChat, DatasetKind::kPreference, DatasetKind::kPrompts}) {
     if (kind_name(k) == name) return k;
   }
-  throw DataError(where + ": unknown dataset kind '" + name + "'");
+  throw BadDataFile(where + ": unknown dataset kind '" + name + "'");
 }
 
 // Opens an existing dataset file read-only, telling apart missing, foreign and truncated files.
 h5::Handle open_file(const std::string& path) {
   h5::quiet();
-  std::error_code ec;
-  if (!fs::is_regular_file(path, ec)) throw DataError(path + ": no such file");
+  require_regular_file(path, "an rgemma HDF5 dataset");
   std::lock_guard<std::recursive_mutex> g(h5::lock());
   if (H5Fis_hdf5(path.c_str()) <= 0) {
-    throw DataError(path + ": not an HDF5 file (no HDF5 signature: a foreign or truncated file)");
+    throw BadDataFile(path + ": not an HDF5 file (no HDF5 signature: a foreign or truncated file)");
   }
   h5::Handle file(H5Fopen(path.c_str(), H5F_ACC_RDONLY, H5P_DEFAULT));
-  if (!file.valid()) throw DataError(path + ": cannot open as HDF5 (the file is truncated or damaged)");
+  if (!file.valid()) throw BadDataFile(path + ": cannot open as HDF5 (the file is truncated or damaged)");
   return file;
 }
 
 DatasetInfo read_info(hid_t file, const std::string& path) {
   const hid_t root = file;
   if (!h5::has_attr(root, "format")) {
-    throw DataError(path + ": not an rgemma token dataset (an HDF5 file without the 'format' attribute)");
+    throw BadDataFile(path + ": not an rgemma token dataset (an HDF5 file without the 'format' attribute)");
   }
   const std::string format = h5::read_string_attr(root, "format", path);
   if (format != kFormatName) {
-    throw DataError(path + ": not an rgemma token dataset (format '" + format + "', expected '" + kFormatName + "')");
+    throw BadDataFile(path + ": not an rgemma token dataset (format '" + format + "', expected '" + kFormatName + "')");
   }
   DatasetInfo info;
   info.path = path;
   info.format_version = h5::read_int_attr(root, "format_version", path);
   if (info.format_version > kFormatVersion || info.format_version < 1) {
-    throw DataError(path + ": format version " + std::to_string(info.format_version) +
+    throw BadDataFile(path + ": format version " + std::to_string(info.format_version) +
                     " is not one this build reads (1.." + std::to_string(kFormatVersion) + ")");
   }
   info.kind = parse_kind(h5::read_string_attr(root, "kind", path), path);
   info.tokenizer.id = h5::read_string_attr(root, "tokenizer_id", path);
   info.tokenizer.path = h5::read_string_attr(root, "tokenizer_path", path);
+  // Token ids are int32 on disk and in batches, so the vocabulary must fit one.
   info.tokenizer.vocab_size = h5::read_int_attr(root, "vocab_size", path);
-  auto id = [&](const char* name) { return static_cast<int32_t>(h5::read_int_attr(root, name, path)); };
-  info.tokenizer.special = {id("pad_id"), id("eos_id"), id("bos_id"), id("unk_id"), id("start_of_turn_id"),
-                            id("end_of_turn_id")};
+  if (info.tokenizer.vocab_size < 1 || info.tokenizer.vocab_size > std::numeric_limits<int32_t>::max()) {
+    throw BadDataFile(path + ": attribute 'vocab_size' is " + std::to_string(info.tokenizer.vocab_size) +
+                      ", expected 1 to 2147483647");
+  }
+  // A special id is -1 (the tokenizer has none) or a token of the vocabulary; the kinds' own pieces must exist
+  // (prepare refuses tokenizers without them), so a file without them was not written by it.
+  const bool chat = info.kind == DatasetKind::kChat || info.kind == DatasetKind::kPreference ||
+                    info.kind == DatasetKind::kPrompts;
+  auto id = [&](const char* name, bool required) {
+    const int64_t v = h5::read_int_attr(root, name, path);
+    if (v < (required ? 0 : -1) || v >= info.tokenizer.vocab_size) {
+      throw BadDataFile(path + ": attribute '" + name + "' is " + std::to_string(v) + ", expected " +
+                        (required ? "" : "-1 (none) or ") + "0 to vocab_size - 1 (" +
+                        std::to_string(info.tokenizer.vocab_size - 1) + ")" +
+                        (required ? " for a " + kind_name(info.kind) + " dataset" : ""));
+    }
+    return static_cast<int32_t>(v);
+  };
+  info.tokenizer.special = {id("pad_id", false), id("eos_id", false), id("bos_id", true), id("unk_id", false),
+                            id("start_of_turn_id", chat), id("end_of_turn_id", chat)};
   info.validation_fraction = h5::read_double_attr(root, "validation_fraction", path);
+  if (!(info.validation_fraction >= 0 && info.validation_fraction < 1)) {  // NaN fails both
+    throw BadDataFile(path + ": attribute 'validation_fraction' is " + std::to_string(info.validation_fraction) +
+                      ", expected a fraction in [0, 1)");
+  }
   info.created_by = h5::read_string_attr(root, "created_by", path);
   for (bool validation : {false, true}) {
     h5::Handle group = h5::open_group(root, split_name(validation), path);
@@ -82,6 +105,10 @@ DatasetInfo read_info(hid_t file, const std::string& path) {
     SplitCounts& c = validation ? info.validation : info.train;
     c.sequences = h5::read_int_attr(group.get(), "sequences", where);
     c.tokens = h5::read_int_attr(group.get(), "tokens", where);
+    if (c.sequences < 0 || c.tokens < 0) {
+      throw BadDataFile(where + ": negative attribute 'sequences' or 'tokens' (" + std::to_string(c.sequences) +
+                        ", " + std::to_string(c.tokens) + ")");
+    }
   }
   if (h5::has_attr(root, "pair_kinds")) {
     std::stringstream s(h5::read_string_attr(root, "pair_kinds", path));
@@ -111,6 +138,7 @@ SpecialIds special_ids(const Tokenizer& tokenizer) {
 }
 
 std::string tokenizer_id(const std::string& model_path) {
+  require_regular_file(model_path, "a sentencepiece model");  // hashing /dev/zero would never end
   std::ifstream in(model_path, std::ios::binary);
   if (!in) throw DataError(model_path + ": cannot open tokenizer model");
   uint64_t h = 1469598103934665603ull;  // FNV-1a 64: stable, dependency-free; identity, not security
@@ -297,6 +325,25 @@ struct SequenceReader::Impl {
   std::string where;             // "path:/train/prompt"
 };
 
+namespace {
+
+// A chat set's mask decides which tokens are learned: any value but 0/1 means the file is not what
+// prepare wrote (the loader would read 2 as "learn", and a float mask converted on read as anything).
+void check_mask_values(const uint8_t* mask, int64_t count, int64_t first, const std::string& where) {
+  for (int64_t k = 0; k < count; ++k) {
+    if (mask[k] > 1) {
+      throw BadDataFile(where + "/loss_mask[" + std::to_string(first + k) + "]: value " + std::to_string(mask[k]) +
+                        ", expected 0 or 1");
+    }
+  }
+}
+
+// Masks up to this many entries (256 MiB of uint8, under a second to read) are checked whole at open, so a
+// bad one stops a run before it starts; larger ones are checked as each row is read.
+constexpr int64_t kMaskScanAtOpen = int64_t{1} << 28;
+
+}  // namespace
+
 SequenceReader::SequenceReader(const std::string& path, const std::string& split, const std::string& set)
     : impl_(std::make_unique<Impl>()) {
   Impl& m = *impl_;
@@ -308,27 +355,67 @@ SequenceReader::SequenceReader(const std::string& path, const std::string& split
     }
     const std::string group_path = set.empty() ? split : split + "/" + set;
     m.where = path + ":/" + group_path;
+    // Which sets a kind has, and which carry a mask, is the format's (sets_of); anything else is refused.
+    const auto sets = sets_of(m.info.kind);
+    const auto known = std::find_if(sets.begin(), sets.end(), [&](const auto& p) { return p.first == set; });
+    if (known == sets.end()) {
+      std::string names;
+      for (const auto& p : sets) names += (names.empty() ? "" : ", ") + (p.first.empty() ? "/" + split : p.first + "/");
+      throw BadDataFile(path + ": a " + kind_name(m.info.kind) + " dataset, whose sequence sets are " + names +
+                        (set.empty() ? "; a text or chat dataset was expected" : "; it has no set '" + set + "'"));
+    }
     m.group = h5::open_group(m.file.get(), group_path, path);
     m.tokens = h5::open_dataset(m.group.get(), "tokens", m.where);
-    if (h5::has_link(m.group.get(), "loss_mask")) m.mask = h5::open_dataset(m.group.get(), "loss_mask", m.where);
+    h5::expect_type<int32_t>(m.tokens.get(), m.where + "/tokens");
+    if (known->second) {
+      if (!h5::has_link(m.group.get(), "loss_mask")) {
+        throw BadDataFile(m.where + ": missing dataset 'loss_mask' (a " + kind_name(m.info.kind) +
+                          " dataset without it would train on every token, user turns included)");
+      }
+      m.mask = h5::open_dataset(m.group.get(), "loss_mask", m.where);
+      h5::expect_type<uint8_t>(m.mask.get(), m.where + "/loss_mask");
+    } else if (h5::has_link(m.group.get(), "loss_mask")) {
+      throw BadDataFile(m.where + ": unexpected dataset 'loss_mask' in a " + kind_name(m.info.kind) + " dataset");
+    }
     h5::Handle offsets = h5::open_dataset(m.group.get(), "offsets", m.where);
+    h5::expect_type<int64_t>(offsets.get(), m.where + "/offsets");
     m.offsets = h5::read_all<int64_t>(offsets.get(), m.where + "/offsets");
+    const int64_t n_tokens = h5::dataset_length(m.tokens.get(), m.where + "/tokens");
+    if (m.offsets.empty() || m.offsets.front() != 0 || m.offsets.back() != n_tokens) {
+      throw BadDataFile(m.where + "/offsets: does not span tokens [0, " + std::to_string(n_tokens) +
+                        ") (damaged file)");
+    }
+    for (size_t i = 1; i < m.offsets.size(); ++i) {
+      if (m.offsets[i] < m.offsets[i - 1]) {
+        throw BadDataFile(m.where + "/offsets[" + std::to_string(i) + "]: decreasing offset (damaged file)");
+      }
+    }
+    // The split's counts were written from the same sequences: a disagreement means a damaged or edited file.
+    const SplitCounts& counts = split == "train" ? m.info.train : m.info.validation;
+    const int64_t sequences = static_cast<int64_t>(m.offsets.size()) - 1;
+    if (sequences != counts.sequences || (sets.size() == 1 && n_tokens != counts.tokens)) {
+      throw BadDataFile(m.where + ": holds " + std::to_string(sequences) + " sequences and " +
+                        std::to_string(n_tokens) + " tokens but the split's attributes say " +
+                        std::to_string(counts.sequences) + " and " + std::to_string(counts.tokens) + " (damaged file)");
+    }
+    if (m.mask.valid()) {
+      if (h5::dataset_length(m.mask.get(), m.where + "/loss_mask") != n_tokens) {
+        throw BadDataFile(m.where + "/loss_mask: length differs from tokens (damaged file)");
+      }
+      if (n_tokens <= kMaskScanAtOpen) {
+        std::vector<uint8_t> chunk;
+        for (int64_t at = 0; at < n_tokens; at += int64_t{1} << 20) {  // 1 MiB at a time
+          chunk.resize(static_cast<size_t>(std::min<int64_t>(int64_t{1} << 20, n_tokens - at)));
+          h5::read_range<uint8_t>(m.mask.get(), at, static_cast<int64_t>(chunk.size()), chunk.data(),
+                                  m.where + "/loss_mask");
+          check_mask_values(chunk.data(), static_cast<int64_t>(chunk.size()), at, m.where);
+        }
+      }
+    }
   } catch (const DataError&) {
     throw;
   } catch (const std::exception& e) {
     throw DataError(e.what());
-  }
-  const int64_t n_tokens = h5::dataset_length(m.tokens.get(), m.where + "/tokens");
-  if (m.offsets.empty() || m.offsets.front() != 0 || m.offsets.back() != n_tokens) {
-    throw DataError(m.where + "/offsets: does not span tokens [0, " + std::to_string(n_tokens) + ") (damaged file)");
-  }
-  for (size_t i = 1; i < m.offsets.size(); ++i) {
-    if (m.offsets[i] < m.offsets[i - 1]) {
-      throw DataError(m.where + "/offsets[" + std::to_string(i) + "]: decreasing offset (damaged file)");
-    }
-  }
-  if (m.mask.valid() && h5::dataset_length(m.mask.get(), m.where + "/loss_mask") != n_tokens) {
-    throw DataError(m.where + "/loss_mask: length differs from tokens (damaged file)");
   }
 }
 
@@ -353,10 +440,11 @@ void SequenceReader::read(int64_t i, int64_t begin, int64_t end, int32_t* tokens
   } catch (const std::exception& e) {
     throw DataError(e.what());
   }
+  if (mask && m.mask.valid()) check_mask_values(mask, count, start, m.where);  // a byte compare per token
   const int64_t vocab = m.info.tokenizer.vocab_size;
   for (int64_t k = 0; k < count; ++k) {
     if (tokens[k] < 0 || tokens[k] >= vocab) {
-      throw DataError(m.where + "/tokens[" + std::to_string(start + k) + "]: token id " + std::to_string(tokens[k]) +
+      throw BadDataFile(m.where + "/tokens[" + std::to_string(start + k) + "]: token id " + std::to_string(tokens[k]) +
                       " is outside the vocabulary (vocab_size " + std::to_string(vocab) + ")");
     }
   }
@@ -374,20 +462,31 @@ std::vector<PreferencePair> read_preference(const std::string& path, const std::
     throw DataError(path + ": a " + kind_name(prompt.info().kind) + " dataset, not a preference set");
   }
   std::vector<int32_t> kinds;
-  {
+  const std::string where = path + ":/" + split + "/kind";
+  try {
     h5::Handle file = open_file(path);
     h5::Handle dataset = h5::open_dataset(file.get(), split + "/kind", path);
-    kinds = h5::read_all<int32_t>(dataset.get(), path + ":/" + split + "/kind");
+    h5::expect_type<int32_t>(dataset.get(), where);
+    kinds = h5::read_all<int32_t>(dataset.get(), where);
+  } catch (const DataError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DataError(e.what());
   }
   if (chosen.size() != prompt.size() || rejected.size() != prompt.size() ||
       static_cast<int64_t>(kinds.size()) != prompt.size()) {
-    throw DataError(path + ":/" + split + ": prompt, chosen, rejected and kind counts differ (damaged file)");
+    throw BadDataFile(path + ":/" + split + ": prompt, chosen, rejected and kind counts differ (damaged file)");
   }
   const auto& names = prompt.info().pair_kinds;
   std::vector<PreferencePair> out(prompt.size());
   for (int64_t i = 0; i < prompt.size(); ++i) {
+    // -1 is "no kind"; any other index must name one of pair_kinds, or pairs would lose their label silently.
+    if (kinds[i] < -1 || kinds[i] >= static_cast<int32_t>(names.size())) {
+      throw BadDataFile(where + "[" + std::to_string(i) + "]: " + std::to_string(kinds[i]) + " names no kind (-1 or 0 to " +
+                        std::to_string(static_cast<int64_t>(names.size()) - 1) + " for the file's pair_kinds)");
+    }
     out[i].prompt = prompt.tokens(i), out[i].chosen = chosen.tokens(i), out[i].rejected = rejected.tokens(i);
-    if (kinds[i] >= 0 && kinds[i] < static_cast<int32_t>(names.size())) out[i].kind = names[kinds[i]];
+    if (kinds[i] >= 0) out[i].kind = names[kinds[i]];
   }
   return out;
 }

@@ -6,6 +6,7 @@
 //   rg::data::check_compatible(info, model.vocab_size, rg::data::tokenizer_id("tok.model"));
 #pragma once
 
+#include "data/data_error.h"  // DataError (exit 1), BadDataFile (exit 2)
 #include "data/tokenizer.h"
 
 #include <cstdint>
@@ -19,11 +20,6 @@ namespace rg::data {
 constexpr int64_t kFormatVersion = 1;
 constexpr const char* kFormatName = "rgemma-tokens";
 
-// A problem with a data file the user must fix; the message names the file (and line or dataset).
-class DataError : public std::runtime_error {
- public:
-  using std::runtime_error::runtime_error;
-};
 
 enum class DatasetKind { kText, kChat, kPreference, kPrompts };
 std::string kind_name(DatasetKind kind);  // "text" "chat" "preference" "prompts"
@@ -60,8 +56,9 @@ struct DatasetInfo {
   std::string created_by;
 };
 
-// Opens `path` and validates that it is an rgemma token dataset this build reads; throws DataError naming
-// the path for a missing, truncated, foreign or too-new file.
+// Opens `path` and validates that it is an rgemma token dataset this build reads: throws BadDataFile (exit 2)
+// naming the path for a missing, non-regular, truncated, foreign or too-new file, and naming the attribute
+// for one missing, of the wrong type or out of range (docs/data-formats.md lists every check).
 DatasetInfo read_dataset_info(const std::string& path);
 
 // Refuses a dataset whose vocabulary or tokenizer differ from the model's, both values in the message.
@@ -94,8 +91,9 @@ class DatasetWriter {
 };
 
 // One sequence set of a dataset file: `tokens` (int32), `offsets` (int64, sequences + 1) and, for chat,
-// `loss_mask` (uint8). Offsets are loaded at open (and validated); tokens are read on demand, each id
-// checked against the vocabulary.
+// `loss_mask` (uint8, required). At open: the stored types, the kind's datasets, offsets, lengths and the
+// split's counts are validated, and the mask's values when it is small enough; tokens are read on demand,
+// each id checked against the vocabulary and each mask value against {0, 1}. Problems: BadDataFile.
 class SequenceReader {
  public:
   SequenceReader(const std::string& path, const std::string& split, const std::string& set = "");

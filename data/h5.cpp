@@ -1,7 +1,10 @@
 // h5: RAII handles, attributes, appendable datasets and range reads over the HDF5 C API (see h5.h).
 #include "data/h5.h"
 
+#include "data/data_error.h"
+
 #include <stdexcept>
+#include <type_traits>
 
 namespace rg::data::h5 {
 
@@ -55,10 +58,17 @@ void write_scalar_attr(hid_t obj, const std::string& name, hid_t file_t, hid_t m
   check(H5Awrite(attr.get(), mem_t, &value), "writing attribute " + name);
 }
 
+// Opens a single-valued attribute: H5Aread writes every element, so an array attribute read into one
+// value would overrun it.
 Handle open_attr(hid_t obj, const std::string& name, const std::string& where) {
-  if (H5Aexists(obj, name.c_str()) <= 0) throw std::runtime_error(where + ": missing attribute '" + name + "'");
+  if (H5Aexists(obj, name.c_str()) <= 0) throw BadDataFile(where + ": missing attribute '" + name + "'");
   Handle attr(H5Aopen(obj, name.c_str(), H5P_DEFAULT));
-  if (!attr.valid()) throw std::runtime_error(where + ": cannot read attribute '" + name + "'");
+  if (!attr.valid()) throw BadDataFile(where + ": cannot read attribute '" + name + "'");
+  Handle space(H5Aget_space(attr.get()));
+  if (H5Sget_simple_extent_npoints(space.get()) != 1) {
+    throw BadDataFile(where + ": attribute '" + name + "' holds " +
+                      std::to_string(H5Sget_simple_extent_npoints(space.get())) + " values, expected one");
+  }
   return attr;
 }
 
@@ -97,7 +107,8 @@ std::string read_string_attr(hid_t obj, const std::string& name, const std::stri
   Handle attr = open_attr(obj, name, where);
   Handle type(H5Aget_type(attr.get()));
   if (H5Tget_class(type.get()) != H5T_STRING || H5Tis_variable_str(type.get()) > 0) {
-    throw std::runtime_error(where + ": attribute '" + name + "' is not a fixed-length string");
+    throw BadDataFile(where + ": attribute '" + name + "' is " + type_name(type.get()) +
+                      ", expected a fixed-length string");
   }
   const size_t size = H5Tget_size(type.get());
   std::string out(size, '\0');
@@ -111,7 +122,7 @@ int64_t read_int_attr(hid_t obj, const std::string& name, const std::string& whe
   Handle attr = open_attr(obj, name, where);
   Handle type(H5Aget_type(attr.get()));
   if (H5Tget_class(type.get()) != H5T_INTEGER) {
-    throw std::runtime_error(where + ": attribute '" + name + "' is not an integer");
+    throw BadDataFile(where + ": attribute '" + name + "' is " + type_name(type.get()) + ", expected an integer");
   }
   int64_t v = 0;
   check(H5Aread(attr.get(), H5T_NATIVE_INT64, &v), "reading attribute " + name);
@@ -123,7 +134,7 @@ double read_double_attr(hid_t obj, const std::string& name, const std::string& w
   Handle attr = open_attr(obj, name, where);
   Handle type(H5Aget_type(attr.get()));
   if (H5Tget_class(type.get()) != H5T_FLOAT) {
-    throw std::runtime_error(where + ": attribute '" + name + "' is not a number");
+    throw BadDataFile(where + ": attribute '" + name + "' is " + type_name(type.get()) + ", expected a float");
   }
   double v = 0;
   check(H5Aread(attr.get(), H5T_NATIVE_DOUBLE, &v), "reading attribute " + name);
@@ -138,33 +149,67 @@ bool has_link(hid_t group, const std::string& name) {
 Handle open_group(hid_t parent, const std::string& name, const std::string& where) {
   std::lock_guard<std::recursive_mutex> g(lock());
   if (H5Lexists(parent, name.c_str(), H5P_DEFAULT) <= 0) {
-    throw std::runtime_error(where + ": missing group '" + name + "'");
+    throw BadDataFile(where + ": missing group '" + name + "'");
   }
   Handle group(H5Gopen2(parent, name.c_str(), H5P_DEFAULT));
-  if (!group.valid()) throw std::runtime_error(where + ": cannot open group '" + name + "'");
+  if (!group.valid()) throw BadDataFile(where + ": '" + name + "' is not a group (or is damaged)");
   return group;
 }
 
 Handle open_dataset(hid_t parent, const std::string& name, const std::string& where) {
   std::lock_guard<std::recursive_mutex> g(lock());
   if (H5Lexists(parent, name.c_str(), H5P_DEFAULT) <= 0) {
-    throw std::runtime_error(where + ": missing dataset '" + name + "'");
+    throw BadDataFile(where + ": missing dataset '" + name + "'");
   }
   // A larger chunk cache than HDF5's 1 MB default: the loader reads documents in shuffled order.
   Handle dapl(H5Pcreate(H5P_DATASET_ACCESS));
   H5Pset_chunk_cache(dapl.get(), 1021, 16u << 20, 0.75);
   Handle dataset(H5Dopen2(parent, name.c_str(), dapl.get()));
-  if (!dataset.valid()) throw std::runtime_error(where + ": cannot open dataset '" + name + "'");
+  if (!dataset.valid()) throw BadDataFile(where + ": '" + name + "' is not a dataset (or is damaged)");
   return dataset;
 }
 
 int64_t dataset_length(hid_t dataset, const std::string& where) {
   std::lock_guard<std::recursive_mutex> g(lock());
   Handle space(H5Dget_space(dataset));
-  if (H5Sget_simple_extent_ndims(space.get()) != 1) throw std::runtime_error(where + ": expected a 1-D dataset");
+  const int ndims = H5Sget_simple_extent_ndims(space.get());
+  if (ndims != 1) {
+    throw BadDataFile(where + ": a " + std::to_string(ndims) + "-D dataset, expected 1-D");
+  }
   hsize_t n = 0;
   H5Sget_simple_extent_dims(space.get(), &n, nullptr);
   return static_cast<int64_t>(n);
+}
+
+std::string type_name(hid_t type) {
+  std::lock_guard<std::recursive_mutex> g(lock());
+  const size_t bits = H5Tget_size(type) * 8;
+  switch (H5Tget_class(type)) {
+    case H5T_INTEGER: return (H5Tget_sign(type) == H5T_SGN_NONE ? "uint" : "int") + std::to_string(bits);
+    case H5T_FLOAT: return "float" + std::to_string(bits);
+    case H5T_STRING: return H5Tis_variable_str(type) > 0 ? "a variable-length string" : "a fixed-length string";
+    case H5T_BITFIELD: return "a bitfield";
+    case H5T_OPAQUE: return "opaque data";
+    case H5T_COMPOUND: return "a compound type";
+    case H5T_REFERENCE: return "a reference";
+    case H5T_ENUM: return "an enum";
+    case H5T_VLEN: return "a variable-length sequence";
+    case H5T_ARRAY: return "an array type";
+    default: return "an unknown type";
+  }
+}
+
+template <class T>
+void expect_type(hid_t dataset, const std::string& where) {
+  std::lock_guard<std::recursive_mutex> g(lock());
+  Handle type(H5Dget_type(dataset));
+  const bool ok = H5Tget_class(type.get()) == H5T_INTEGER && H5Tget_size(type.get()) == sizeof(T) &&
+                  (H5Tget_sign(type.get()) == H5T_SGN_NONE) == std::is_unsigned_v<T>;
+  if (!ok) {
+    Handle want(H5Tcopy(native_type<T>()));
+    throw BadDataFile(where + ": stored as " + type_name(type.get()) + ", expected " + type_name(want.get()) +
+                      " (the type rgemma prepare writes; HDF5 would convert it on read)");
+  }
 }
 
 template <class T>
@@ -234,6 +279,9 @@ void Appender<T>::flush() {
 template class Appender<int32_t>;
 template class Appender<int64_t>;
 template class Appender<uint8_t>;
+template void expect_type<int32_t>(hid_t, const std::string&);
+template void expect_type<int64_t>(hid_t, const std::string&);
+template void expect_type<uint8_t>(hid_t, const std::string&);
 template void read_range<int32_t>(hid_t, int64_t, int64_t, int32_t*, const std::string&);
 template void read_range<int64_t>(hid_t, int64_t, int64_t, int64_t*, const std::string&);
 template void read_range<uint8_t>(hid_t, int64_t, int64_t, uint8_t*, const std::string&);

@@ -48,7 +48,8 @@ bool has_attr(hid_t obj, const std::string& name);
 void write_attr(hid_t obj, const std::string& name, const std::string& value);
 void write_attr(hid_t obj, const std::string& name, int64_t value);
 void write_attr(hid_t obj, const std::string& name, double value);
-// Readers throw std::runtime_error("<where>: attribute 'name' ...") when absent or of the wrong type.
+// Readers throw BadDataFile("<where>: attribute 'name' ...") when absent, not a single value, or of the
+// wrong class (an integer attribute of any integer size is read; the callers check ranges).
 std::string read_string_attr(hid_t obj, const std::string& name, const std::string& where);
 int64_t read_int_attr(hid_t obj, const std::string& name, const std::string& where);
 double read_double_attr(hid_t obj, const std::string& name, const std::string& where);
@@ -56,7 +57,14 @@ double read_double_attr(hid_t obj, const std::string& name, const std::string& w
 bool has_link(hid_t group, const std::string& name);
 Handle open_group(hid_t parent, const std::string& name, const std::string& where);
 Handle open_dataset(hid_t parent, const std::string& name, const std::string& where);
-int64_t dataset_length(hid_t dataset, const std::string& where);  // 1-D datasets only
+int64_t dataset_length(hid_t dataset, const std::string& where);  // 1-D datasets only (else BadDataFile)
+// "int32", "uint8", "float64", "string", ...: a stored type as messages name it.
+std::string type_name(hid_t type);
+// Throws BadDataFile("<where>: stored as float64, expected int32 ...") unless the dataset's stored type is an
+// integer of T's sign and size. HDF5 would otherwise convert on read: float64 tokens silently truncated,
+// int64 offsets clipped to int32, a mask of 256 read as 0.
+template <class T>
+void expect_type(hid_t dataset, const std::string& where);
 // Reads elements [begin, begin + count) of a 1-D dataset into out.
 template <class T>
 void read_range(hid_t dataset, int64_t begin, int64_t count, T* out, const std::string& where);

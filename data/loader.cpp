@@ -171,16 +171,16 @@ Loader::Loader(LoaderOptions options) {
   Impl& m = *impl_;
   const DatasetInfo& info = m.reader.info();
   if (info.kind != DatasetKind::kText && info.kind != DatasetKind::kChat) {
-    throw DataError(m.opts.path + ": a " + kind_name(info.kind) +
-                    " dataset; the loader reads text or chat datasets (see read_preference/read_prompts)");
+    throw BadDataFile(m.opts.path + ": a " + kind_name(info.kind) +
+                      " dataset; the loader reads text or chat datasets (see read_preference/read_prompts)");
   }
   m.pad = info.tokenizer.special.pad >= 0 ? info.tokenizer.special.pad : 0;
   m.docs = m.reader.size();
   const int64_t total = m.reader.total_tokens();
   m.per_epoch = m.opts.pack ? total / m.opts.seq_len : m.docs;
   if (m.per_epoch == 0) {
-    throw DataError(m.opts.path + ": split '" + m.opts.split + "' has " + std::to_string(m.docs) + " documents and " +
-                    std::to_string(total) + " tokens, not one row of seq_len " + std::to_string(m.opts.seq_len));
+    throw BadDataFile(m.opts.path + ": split '" + m.opts.split + "' has " + std::to_string(m.docs) + " documents and " +
+                      std::to_string(total) + " tokens, not one row of seq_len " + std::to_string(m.opts.seq_len));
   }
   if (m.opts.prefetch > 0) m.worker = std::thread([this] { impl_->run(); });
 }

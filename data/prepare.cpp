@@ -3,6 +3,7 @@
 #include "data/prepare.h"
 
 #include "data/chat_format.h"
+#include "data/text.h"
 
 #include <unistd.h>
 
@@ -11,6 +12,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <map>
@@ -25,25 +27,55 @@ namespace {
 namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
+// Input paths -> the files to read. Every one must be a regular file: a FIFO or device would block or
+// never end, and silently skipping one inside a directory would drop data. Sub-directories are walked
+// (symlinked ones are not followed, so a link cycle cannot loop).
 std::vector<std::string> expand(const std::vector<std::string>& inputs) {
   std::vector<std::string> files;
   for (const auto& in : inputs) {
     std::error_code ec;
-    if (fs::is_directory(in, ec)) {
-      std::vector<std::string> found;
-      for (const auto& e : fs::recursive_directory_iterator(in)) {
-        if (e.is_regular_file()) found.push_back(e.path().string());
-      }
-      std::sort(found.begin(), found.end());
-      files.insert(files.end(), found.begin(), found.end());
-    } else if (fs::is_regular_file(in, ec)) {
+    if (!fs::is_directory(in, ec)) {
+      if (!fs::exists(in, ec)) throw BadDataFile(in + ": no such file or directory");
+      require_regular_file(in, "an input file or directory");
       files.push_back(in);
-    } else {
-      throw DataError(in + ": no such file or directory");
+      continue;
     }
+    std::vector<std::string> found;
+    for (fs::recursive_directory_iterator it(in, ec), end; !ec && it != end; it.increment(ec)) {
+      if (it->is_directory(ec)) continue;
+      require_regular_file(it->path().string(), "a regular input file inside " + in);
+      found.push_back(it->path().string());
+    }
+    if (ec) throw BadDataFile(in + ": cannot list the directory: " + ec.message());
+    std::sort(found.begin(), found.end());
+    files.insert(files.end(), found.begin(), found.end());
   }
   if (files.empty()) throw DataError("no input files given (empty corpus)");
   return files;
+}
+
+// The output is replaced by a rename, which would put a regular file in place of a device or FIFO (as root,
+// /dev/null) and fails only after all the work for a directory: refuse both before starting.
+void check_output(const std::string& out) {
+  std::error_code ec;
+  const fs::file_status s = fs::status(out, ec);
+  if (fs::exists(s) && !fs::is_regular_file(s)) require_regular_file(out, "an output file (it is replaced)");
+}
+
+// JSONL lines holding only JSON whitespace are skipped as blank.
+bool blank_json(const std::string& line) { return line.find_first_not_of(" \t\r\n") == std::string::npos; }
+
+// A one-line location of the first ill-formed UTF-8 byte of `text` (which starts at line `first_line`), or "".
+std::string utf8_problem(const std::string& file, const std::string& text, int64_t first_line) {
+  const size_t at = invalid_utf8_at(text);
+  if (at == std::string::npos) return "";
+  const size_t newline = at == 0 ? std::string::npos : text.rfind('\n', at - 1);
+  const int64_t line = first_line + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n');
+  const size_t column = at - (newline == std::string::npos ? 0 : newline + 1) + 1;
+  char hex[8];
+  std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(text[at]));
+  return file + ":" + std::to_string(line) + ": not UTF-8 (byte " + hex + " at column " + std::to_string(column) +
+         "); convert the file to UTF-8 first (e.g. iconv -f latin1 -t utf-8)";
 }
 
 bool held_out(int64_t k, double f) {  // spreads round(n f) validation examples evenly over the input
@@ -54,7 +86,7 @@ bool held_out(int64_t k, double f) {  // spreads round(n f) validation examples 
 class Run {
  public:
   Run(DatasetKind kind, const std::vector<std::string>& inputs, const PrepareOptions& o, const std::string& by)
-      : options_(o), files_(expand(inputs)), tokenizer_(Tokenizer::load(o.tokenizer)) {
+      : options_(o), files_((check_output(o.output), expand(inputs))), tokenizer_(Tokenizer::load(o.tokenizer)) {
     if (o.validation_fraction < 0 || o.validation_fraction >= 1) {
       throw DataError("validation fraction " + std::to_string(o.validation_fraction) + " is outside [0, 1)");
     }
@@ -91,17 +123,20 @@ class Run {
     std::string line;
     for (int64_t n = 1; std::getline(in, line); ++n) {
       read_bytes(static_cast<int64_t>(line.size()) + 1);
-      if (trim(line).empty()) continue;
+      if (blank_json(line)) continue;
       const std::string where = file + ":" + std::to_string(n);
       Json j;
       try {
-        j = Json::parse(line);
+        j = Json::parse(line);  // iterative: any nesting depth parses without deep recursion
       } catch (const Json::parse_error& e) {
-        const std::string what = e.what();
+        // The message quotes the last token read, which may be a whole megabyte string: keep one short line.
+        std::string what = e.what();
         const auto cut = what.find("] ");
-        throw DataError(where + ": malformed JSON: " + (cut == std::string::npos ? what : what.substr(cut + 2)));
+        if (cut != std::string::npos) what = what.substr(cut + 2);
+        if (what.size() > 200) what = what.substr(0, 200) + "...";
+        throw DataError(where + ": malformed JSON: " + what);
       }
-      if (!j.is_object()) throw DataError(where + ": expected a JSON object per line");
+      if (!j.is_object()) throw DataError(where + ": expected a JSON object per line, got " + json_brief(j));
       try {
         f(j);
       } catch (const FormatError& e) {
@@ -166,7 +201,9 @@ std::vector<Turn> turns_of(const Json& j, const char* field, Ending ending) {
     if (text.empty()) throw FormatError(std::string(field) + ": empty content");
     return {{ending != Ending::kUser, text}};
   }
-  if (!it->is_array()) throw FormatError(std::string(field) + ": expected a string or a list of messages");
+  if (!it->is_array()) {
+    throw FormatError(std::string(field) + ": expected a string or a list of messages, got " + json_brief(*it));
+  }
   try {
     return normalize(parse_messages(*it, field), ending);
   } catch (const FormatError& e) {
@@ -181,6 +218,9 @@ std::string completion_of(const Json& j, const char* field) {
   std::string text;
   if (it->is_string()) {
     text = it->get<std::string>();
+  } else if (!it->is_array()) {
+    throw FormatError(std::string(field) + ": expected a string or a list holding one assistant message, got " +
+                      json_brief(*it));
   } else {
     const std::vector<Message> m = parse_messages(*it, field);
     if (m.size() != 1 || (m[0].role != "assistant" && m[0].role != "model")) {
@@ -202,8 +242,10 @@ PrepareSummary prepare_text(const std::vector<std::string>& inputs, const Prepar
   Run run(DatasetKind::kText, inputs, options, "rgemma prepare text");
   const int32_t bos = run.tokenizer().bos_id();
   if (bos < 0) throw DataError(options.tokenizer + ": the tokenizer has no <bos> piece");
-  auto add = [&](const std::string& text) {
-    if (trim(text).empty()) return void(++run.summary().empty);
+  // Every document, whatever its source (file, block, JSONL field), is trimmed the one way (data/text.h).
+  auto add = [&](const std::string& raw) {
+    const std::string text = trim(raw);
+    if (text.empty()) return void(++run.summary().empty);
     std::vector<int32_t> tokens = {bos};
     const auto ids = run.tokenizer().encode(text);
     tokens.insert(tokens.end(), ids.begin(), ids.end());
@@ -214,9 +256,8 @@ PrepareSummary prepare_text(const std::vector<std::string>& inputs, const Prepar
     if (file.size() > 6 && file.compare(file.size() - 6, 6, ".jsonl") == 0) {
       run.json_lines(file, [&](const Json& j) {
         const auto it = j.find(options.text_field);
-        if (it == j.end() || !it->is_string()) {
-          throw FormatError("missing string field \"" + options.text_field + "\"");
-        }
+        if (it == j.end()) throw FormatError("missing string field \"" + options.text_field + "\"");
+        if (!it->is_string()) throw FormatError(options.text_field + ": expected a string, got " + json_brief(*it));
         add(it->get<std::string>());
       });
       continue;
@@ -228,12 +269,14 @@ PrepareSummary prepare_text(const std::vector<std::string>& inputs, const Prepar
       s << in.rdbuf();
       const std::string text = s.str();
       run.read_bytes(static_cast<int64_t>(text.size()));
-      add(trim(text));
+      if (const std::string bad = utf8_problem(file, text, 1); !bad.empty()) throw DataError(bad);
+      add(text);
       continue;
     }
     std::string line, block;
-    while (std::getline(in, line)) {
+    for (int64_t n = 1; std::getline(in, line); ++n) {
       run.read_bytes(static_cast<int64_t>(line.size()) + 1);
+      if (const std::string bad = utf8_problem(file, line, n); !bad.empty()) throw DataError(bad);
       if (!line.empty() && line.back() == '\r') line.pop_back();
       if (trim(line).empty()) {
         add(block), block.clear();
@@ -271,8 +314,10 @@ PrepareSummary prepare_preference(const std::vector<std::string>& inputs, const 
     if (chosen == rejected) throw FormatError("chosen and rejected are identical");
     int32_t kind = -1;
     if (j.contains("kind")) {
-      if (!j["kind"].is_string()) throw FormatError("kind: expected a string");
+      if (!j["kind"].is_string()) throw FormatError("kind: expected a string, got " + json_brief(j["kind"]));
       const std::string k = j["kind"].get<std::string>();
+      // Labels are stored one per line (pair_kinds): a line break inside one would shift every later label.
+      if (k.find_first_of("\n\r") != std::string::npos) throw FormatError("kind: a label may not contain a line break");
       if (!kinds.count(k)) {
         kinds[k] = static_cast<int32_t>(run.summary().pair_kinds.size());
         run.summary().pair_kinds.push_back(k);

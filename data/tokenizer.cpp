@@ -2,6 +2,7 @@
 // resolves against itself and never against LibTorch's copy.
 #include "data/tokenizer.h"
 
+#include "data/data_error.h"
 #include "data/sentencepiece_shim.h"
 
 #include <dlfcn.h>
@@ -93,12 +94,14 @@ std::string sentencepiece_shim_path() {
 }
 
 Tokenizer Tokenizer::load(const std::string& model_path) {
+  // sentencepiece reads the whole file: a FIFO would block it and /dev/zero never end.
+  data::require_regular_file(model_path, "a sentencepiece model");
   const ShimApi& api = shim();
   char err[512] = {0};
   Tokenizer t;
   t.handle_ = std::make_shared<Handle>();
   t.handle_->sp = api.load(model_path.c_str(), err, sizeof err);
-  if (!t.handle_->sp) throw std::runtime_error(model_path + ": not a sentencepiece model: " + err);
+  if (!t.handle_->sp) throw data::BadDataFile(model_path + ": not a sentencepiece model: " + err);
   t.path_ = model_path;
   t.vocab_size_ = api.vocab_size(t.handle_->sp);
   t.bos_id_ = api.special_id(t.handle_->sp, "bos");

@@ -13,7 +13,8 @@ namespace rg {
 
 class Tokenizer {
  public:
-  // Loads a sentencepiece model; throws std::runtime_error naming the path on failure.
+  // Loads a sentencepiece model; throws data::BadDataFile (exit 2) naming the path when it is not a regular
+  // file or not a model.
   static Tokenizer load(const std::string& model_path);
   // Runs sentencepiece's trainer (`spm_train`, or $RG_SPM_TRAIN) as a child process with the given
   // flags, e.g. {"--input=a.txt", "--model_prefix=out/tok", "--vocab_size=4000"}. Its log goes to
