@@ -62,6 +62,22 @@ void check_output(const std::string& out) {
   if (fs::exists(s) && !fs::is_regular_file(s)) require_regular_file(out, "an output file (it is replaced)");
 }
 
+// `text` with each byte of an ill-formed UTF-8 sequence written as \xHH: the parser's message quotes the
+// bytes it choked on, and a message must stay one line of text.
+std::string printable(const std::string& text) {
+  std::string out;
+  for (size_t at = 0; at < text.size();) {
+    const size_t bad = invalid_utf8_at(std::string_view(text).substr(at));
+    if (bad == std::string::npos) return out + text.substr(at);
+    out += text.substr(at, bad);
+    char hex[8];
+    std::snprintf(hex, sizeof hex, "\\x%02X", static_cast<unsigned char>(text[at + bad]));
+    out += hex;
+    at += bad + 1;
+  }
+  return out;
+}
+
 // JSONL lines holding only JSON whitespace are skipped as blank.
 bool blank_json(const std::string& line) { return line.find_first_not_of(" \t\r\n") == std::string::npos; }
 
@@ -134,7 +150,7 @@ class Run {
         const auto cut = what.find("] ");
         if (cut != std::string::npos) what = what.substr(cut + 2);
         if (what.size() > 200) what = what.substr(0, 200) + "...";
-        throw DataError(where + ": malformed JSON: " + what);
+        throw DataError(where + ": malformed JSON: " + printable(what));
       }
       if (!j.is_object()) throw DataError(where + ": expected a JSON object per line, got " + json_brief(j));
       try {

@@ -52,6 +52,7 @@ void expect_error(const std::function<void()>& f, const std::string& name, int e
   EXPECT_EQ(e.exit_code(), exit_code) << name << ": " << what;
   EXPECT_EQ(what.find('\n'), std::string::npos) << name << ": not one line: " << what;
   EXPECT_LT(what.size(), 600u) << name << ": unbounded message";
+  EXPECT_EQ(invalid_utf8_at(what), std::string::npos) << name << ": not UTF-8 text: " << what;
   for (const auto& w : want) EXPECT_NE(what.find(w), std::string::npos) << name << ": " << what << "\n lacks: " << w;
 }
 
@@ -395,7 +396,7 @@ TEST(MalformedJsonl, EachBadLineIsOneLineExitOneNamingFileLineAndField) {
       {"cut off", "chat", R"({"messages": [{"role": "user", "content": "hi"})", {"malformed JSON"}},
       {"a long malformed string", "chat", R"({"messages": ")" + std::string(1 << 20, 'a'), {"malformed JSON"}},
       {"NaN literal", "chat", R"({"messages": NaN})", {"malformed JSON"}},
-      {"invalid UTF-8", "chat", "{\"messages\": [{\"role\": \"user\", \"content\": \"h\xFFi\"}]}", {"malformed JSON", "UTF-8"}},
+      {"invalid UTF-8", "chat", "{\"messages\": [{\"role\": \"user\", \"content\": \"h\xFFi\"}]}", {"malformed JSON", "UTF-8", "h\\xFF"}},
       {"lone surrogate", "chat", R"({"messages": [{"role": "user", "content": "\udc00"}]})", {"malformed JSON"}},
       {"a list per line", "chat", "[1, 2]", {"expected a JSON object per line, got an array of 2 values"}},
       {"a string per line", "chat", R"("hello")", {"expected a JSON object per line, got \"hello\""}},

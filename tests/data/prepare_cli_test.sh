@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # `rgemma tokenizer train` and `rgemma prepare ...` as a user meets them: a trained tokenizer with Gemma's
 # ids, progress lines on stderr and a summary on stdout, file:line errors with exit 1, usage errors with
-# exit 2, and no partial output (nor temporary files) after a failure. Usage: prepare_cli_test.sh RGEMMA
+# exit 2, and no partial output (nor temporary files) after a failure; malformed JSONL lines (exit 1), paths
+# that are not regular files and unusable datasets (exit 2), each one line on stderr, never a crash or a hang.
+# Usage: prepare_cli_test.sh RGEMMA SOURCE_DIR
 set -u
-rgemma=$1
+rgemma=$1 src=$2
 tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
 fails=0
 fail() { echo "FAIL $*"; fails=$((fails+1)); }
@@ -76,4 +78,69 @@ check unknown-verb 2 "expected text, chat, preference or prompts after 'prepare'
 check missing-key 2 "missing required key 'tokenizer'" -- "$rgemma" prepare text --input "$tmp/docs.txt" --output "$tmp/x.h5"
 check bad-overlong 2 "overlong: expected drop or truncate" -- \
   "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/chat.jsonl" --output "$tmp/x.h5" --overlong cut
+
+# refuse NAME CODE PATTERN -- command...: exits CODE (so no crash, >= 128, and no hang: timeout gives 124)
+# with exactly one line on stderr besides progress lines, and that line holds PATTERN.
+refuse() {
+  local name=$1 want=$2 pattern=$3; shift 4
+  local code lines
+  timeout 60 "$@" > "$tmp/refuse.out" 2> "$tmp/refuse.err"; code=$?
+  lines=$(grep -v '^prepare [a-z]* \[' "$tmp/refuse.err")
+  if [ "$code" != "$want" ]; then fail "$name: exit $code, expected $want"; cat "$tmp/refuse.err"; return; fi
+  if [ "$(grep -c . <<<"$lines")" != 1 ]; then fail "$name: not one line on stderr"; cat "$tmp/refuse.err"; return; fi
+  if ! grep -qF -- "$pattern" <<<"$lines"; then fail "$name: stderr lacks '$pattern'"; echo "$lines"; return; fi
+  echo "ok   $name"
+}
+
+# Malformed JSONL, one bad line after a good one: exit 1 naming file:2 and the field.
+deep=$(head -c 100000 /dev/zero | tr '\0' '[')$(head -c 100000 /dev/zero | tr '\0' ']')
+good='{"messages": [{"role": "user", "content": "hi"}, {"role": "model", "content": "the sea."}]}'
+jsonl_case() {  # jsonl_case NAME LINE PATTERN
+  printf '%s\n%s\n' "$good" "$2" > "$tmp/case.jsonl"
+  refuse "jsonl-$1" 1 "$tmp/case.jsonl:2: $3" -- \
+    "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/case.jsonl" --output "$tmp/case.h5"
+}
+jsonl_case not-json 'messages: hi' "malformed JSON"
+jsonl_case deep-messages "{\"messages\": $deep}" "messages[0]: expected an object"
+jsonl_case deep-content "{\"messages\": [{\"role\": \"user\", \"content\": $deep}]}" \
+  "messages[0].content: expected a string, got an array of 1 values"
+jsonl_case deep-line "$deep" "expected a JSON object per line, got an array of 1 values"
+jsonl_case invalid-utf8 $'{"messages": [{"role": "user", "content": "caf\xe9"}]}' "malformed JSON"
+jsonl_case nan '{"messages": NaN}' "malformed JSON"
+jsonl_case long-string "{\"messages\": \"$(head -c 1000000 /dev/zero | tr '\0' a)" "malformed JSON"
+jsonl_case role-newline '{"messages": [{"role": "user\nmodel", "content": "hi"}]}' "message 1: unknown role '\"user\\nmodel\"'"
+jsonl_case content-null '{"messages": [{"role": "user", "content": null}]}' "messages[0].content: expected a string, got null"
+jsonl_case out-of-order '{"messages": [{"role": "model", "content": "a"}, {"role": "user", "content": "b"}]}' \
+  "message 1 (model): the conversation must start with a user turn"
+printf 'the sea.\n\ncaf\xe9\n' > "$tmp/latin1.txt"
+refuse text-not-utf8 1 "$tmp/latin1.txt:3: not UTF-8" -- \
+  "$rgemma" prepare text --tokenizer "$tmp/tok.model" --input "$tmp/latin1.txt" --output "$tmp/case.h5"
+
+# Paths that are not regular files: exit 2 before anything is opened (a FIFO must not block). Only the path
+# is matched: `rgemma prepare` may refuse them before rg::data does, in its own words.
+mkfifo "$tmp/pipe.jsonl"
+refuse fifo-input 2 "$tmp/pipe.jsonl: " -- \
+  "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/pipe.jsonl" --output "$tmp/case.h5"
+refuse fifo-tokenizer 2 "$tmp/pipe.jsonl: " -- \
+  "$rgemma" prepare chat --tokenizer "$tmp/pipe.jsonl" --input "$tmp/chat.jsonl" --output "$tmp/case.h5"
+refuse device-input 2 "/dev/zero: " -- \
+  "$rgemma" prepare text --tokenizer "$tmp/tok.model" --input /dev/zero --output "$tmp/case.h5"
+refuse device-tokenizer 2 "/dev/zero: " -- \
+  "$rgemma" prepare text --tokenizer /dev/zero --input "$tmp/docs.txt" --output "$tmp/case.h5"
+refuse directory-tokenizer 2 "$tmp: " -- \
+  "$rgemma" prepare text --tokenizer "$tmp" --input "$tmp/docs.txt" --output "$tmp/case.h5"
+refuse device-output 2 "/dev/null: is a device, not a regular file" -- \
+  "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/chat.jsonl" --output /dev/null
+[ -c /dev/null ] && echo "ok   dev-null-still-a-device" || fail "dev-null-still-a-device"
+refuse missing-input 2 "$tmp/absent.jsonl: no such file" -- \
+  "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/absent.jsonl" --output "$tmp/case.h5"
+no_leftovers no-temporary-files-after-refusals
+
+# Unusable datasets given to training: exit 2 with the file named (the model is the tiny preset).
+train=(--config "$src/configs/model/tiny.ini" --model.vocab_size=300 --data.tokenizer="$tmp/tok.model"
+       --data.seq_len=16 --data.micro_batch=1 --train.steps=1 --optim.warmup_steps=0 --train.out="$tmp/run")
+echo "not hdf5" > "$tmp/text.txt.h5"
+refuse train-not-hdf5 2 "$tmp/text.txt.h5: not an HDF5 file" -- "$rgemma" pretrain "${train[@]}" --data.train="$tmp/text.txt.h5"
+refuse train-fifo 2 "$tmp/pipe.jsonl: " -- "$rgemma" pretrain "${train[@]}" --data.train="$tmp/pipe.jsonl"
+refuse sft-preference 2 "preference dataset" -- "$rgemma" sft "${train[@]}" --data.train="$tmp/pref.h5"
 [ $fails = 0 ] && echo "all prepare CLI checks passed" || exit 1
