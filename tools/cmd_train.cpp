@@ -2,6 +2,7 @@
 // (launch/local.sh, launch/multinode.sh, launch/slurm.sbatch). Settings: [model] (or --train.init_from),
 // [data], [train], [optim], [checkpoint].
 #include "configs/sections.h"
+#include "data/data_error.h"
 #include "tools/command.h"
 #include "trainer/trainer.h"
 
@@ -46,6 +47,9 @@ int run(rg::trainer::Task task, int argc, char** argv) {
   } catch (const rg::trainer::TrainSetupError& e) {
     if (comm->world_size() == 1) throw rg::config::ConfigError(e.what());
     fail(e.what(), 2);
+  } catch (const rg::data::DataError& e) {  // an unusable dataset file exits 2 (BadDataFile), as with one rank
+    if (comm->world_size() == 1) throw;
+    fail(e.what(), e.exit_code());
   } catch (const std::exception& e) {
     if (comm->world_size() == 1) throw;
     fail(std::string("error: ") + e.what(), 1);

@@ -1,6 +1,7 @@
 // rgemma: one executable, many subcommands (`rgemma --help` lists them). Unknown subcommands and
 // configuration errors print one line and exit with code 2; runtime failures exit with 1.
 #include "configs/options.h"
+#include "data/data_error.h"
 #include "tools/command.h"
 
 #include <ATen/Parallel.h>
@@ -114,6 +115,9 @@ int main(int argc, char** argv) {
   } catch (const rg::config::ConfigError& e) {
     std::cerr << full << ": " << e.what() << "\n";
     return 2;
+  } catch (const rg::data::DataError& e) {  // a bad data file: 2 when unusable as given (BadDataFile), else 1
+    std::cerr << full << ": " << (e.exit_code() == 2 ? "" : "error: ") << e.what() << "\n";
+    return e.exit_code();
   } catch (const std::exception& e) {
     std::cerr << full << ": error: " << e.what() << "\n";
     return 1;
