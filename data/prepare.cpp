@@ -28,8 +28,8 @@ namespace fs = std::filesystem;
 using Json = nlohmann::json;
 
 // Input paths -> the files to read. Every one must be a regular file: a FIFO or device would block or
-// never end, and silently skipping one inside a directory would drop data. Sub-directories are walked
-// (symlinked ones are not followed, so a link cycle cannot loop).
+// never end, and silently skipping one inside a directory would drop data. Sub-directories are walked;
+// symlinked ones are refused rather than followed (a link cycle would never end).
 std::vector<std::string> expand(const std::vector<std::string>& inputs) {
   std::vector<std::string> files;
   for (const auto& in : inputs) {
@@ -42,7 +42,14 @@ std::vector<std::string> expand(const std::vector<std::string>& inputs) {
     }
     std::vector<std::string> found;
     for (fs::recursive_directory_iterator it(in, ec), end; !ec && it != end; it.increment(ec)) {
-      if (it->is_directory(ec)) continue;
+      if (it->is_directory(ec)) {
+        // Not followed (a link cycle would never end), and skipping it would silently drop its files.
+        if (it->is_symlink(ec)) {
+          throw BadDataFile(it->path().string() + ": a symbolic link to a folder inside " + in +
+                            " (not followed); pass its target as an input of its own");
+        }
+        continue;
+      }
       require_regular_file(it->path().string(), "a regular input file inside " + in);
       found.push_back(it->path().string());
     }

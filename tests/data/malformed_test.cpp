@@ -504,6 +504,11 @@ TEST(NonRegularPaths, AreRefusedWithExitTwoAndNeverOpened) {
                {inner + ": is a FIFO (named pipe), not a regular file"});
   expect_error([&] { prepare_text({"/dev/zero"}, o); }, "device input", 2, {"/dev/zero: is a device, not a regular file"});
   expect_error([&] { prepare_chat({(dir / "missing.jsonl").string()}, o); }, "missing input", 2, {"missing.jsonl: no such file"});
+  test::fs::create_directories(dir / "linked" / "real");
+  test::write_file(dir / "linked" / "real" / "a.txt", "the sea.\n");
+  test::fs::create_directory_symlink(dir / "linked" / "real", dir / "linked" / "alias");
+  expect_error([&] { prepare_text({(dir / "linked").string()}, o); }, "folder symlink in a directory", 2,
+               {(dir / "linked" / "alias").string() + ": a symbolic link to a folder"});
   PrepareOptions t = o;
   t.tokenizer = fifo;
   expect_error([&] { prepare_chat({ok}, t); }, "FIFO tokenizer", 2, {fifo + ": is a FIFO (named pipe), not a regular file; expected a sentencepiece model"});

@@ -241,6 +241,7 @@ TEST(BadInput, TokenOutsideTheVocabularyIsNamed) {
   } catch (const DataError& e) {
     EXPECT_NE(std::string(e.what()).find("v.h5:/train/tokens[5]: token id 999 is outside the vocabulary (vocab_size 300)"),
               std::string::npos) << e.what();
+    EXPECT_EQ(e.exit_code(), 2) << "an unusable file, raised through the read-ahead thread as BadDataFile";
   }
 }
 
