@@ -1,5 +1,7 @@
 // Options: Boost.Program_options underneath, with our own bookkeeping of where each value came from so
-// that every error names the file and line (or the command line) and the key.
+// that every error names the file and line (or the command line) and the key. Numbers reach Boost as text
+// and are parsed here (strict syntax, 64-bit integers, finite reals, declared ranges), since Boost's
+// lexical_cast accepts what a user did not mean and its errors cannot say which range was expected.
 #include "configs/options.h"
 
 #include "model/io/atomic_write.h"
@@ -7,10 +9,18 @@
 #include <boost/program_options.hpp>
 
 #include <algorithm>
+#include <cctype>
+#include <cerrno>
+#include <charconv>
+#include <cmath>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <fstream>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -22,6 +32,15 @@ struct Options::Entry {
   std::string key, help, type;
   bool required = false;
   std::function<std::string()> print;  // current value of the target, as INI text
+  // Numeric options: Boost stores the given text, parse() converts and range-checks it into the target.
+  enum class Kind { kOther, kInteger, kReal } kind = Kind::kOther;
+  std::string text;
+  long double lo = 0, hi = 0;  // the target type's limits until range() narrows them
+  Bounds bounds = Bounds::kClosed;
+  bool ranged = false;  // range() was called: help() and every message show the interval
+  std::function<long double()> current;
+  std::function<void(int64_t)> store_integer;
+  std::function<void(double)> store_real;
 };
 
 namespace {
@@ -53,6 +72,99 @@ int find_line(const std::string& path, const std::string& key) {
 std::string located(const std::string& path, const std::string& key) {
   const int line = find_line(path, key);
   return line ? path + ":" + std::to_string(line) : path;
+}
+
+// Config files are small text files: this bound keeps a wrong path (a disk image, a log) from being read
+// whole into memory before the first line is refused.
+constexpr std::uintmax_t kMaxConfigFileBytes = 16u << 20;
+
+// A text that came from the user, fit for a one-line message: control characters escaped, cut after about
+// 100 characters (a binary file's first "line" can be kilobytes).
+std::string printable(const std::string& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) {
+    if (out.size() >= 100) return out + "...";
+    const unsigned char ch = static_cast<unsigned char>(s[i]);
+    if (ch >= 0x20 && ch != 0x7f) {
+      out += static_cast<char>(ch);
+    } else {
+      char buf[8];
+      std::snprintf(buf, sizeof buf, "\\x%02x", ch);
+      out += buf;
+    }
+  }
+  return out;
+}
+
+// Refuses what cannot be a config file before it is read: missing, not a regular file (a directory,
+// /dev/zero, a FIFO), unreadable, or too large. Then checks every line's syntax and that no key is set
+// twice in the file (Boost would report the second as a bad value). Keys of `lists` may repeat (they
+// accumulate).
+void check_config_file(const std::string& path, const std::set<std::string>& lists) {
+  namespace fs = std::filesystem;
+  std::error_code ec;
+  const fs::file_status st = fs::status(path, ec);
+  if (ec || !fs::exists(st)) {
+    throw ConfigError(path + ": cannot open config file (" + (ec ? ec.message() : "no such file") + ")");
+  }
+  if (!fs::is_regular_file(st)) {
+    const char* what = fs::is_directory(st)           ? "a directory"
+                       : fs::is_character_file(st)    ? "a character device"
+                       : fs::is_block_file(st)        ? "a block device"
+                       : fs::is_fifo(st)              ? "a FIFO"
+                       : fs::is_socket(st)            ? "a socket"
+                                                      : "not a regular file";
+    throw ConfigError(path + ": cannot use as a config file: " + what + ", expected an INI file");
+  }
+  const std::uintmax_t size = fs::file_size(path, ec);
+  if (!ec && size > kMaxConfigFileBytes) {
+    throw ConfigError(path + ": cannot use as a config file: " + std::to_string(size) +
+                      " bytes, more than the 16 MiB a config file may have");
+  }
+  std::ifstream in(path);
+  if (!in) throw ConfigError(path + ": cannot open config file (" + std::strerror(errno) + ")");
+  std::string line, section;
+  std::map<std::string, int> first_line;
+  for (int n = 1; std::getline(in, line); ++n) {
+    const std::string t = trim(line.substr(0, line.find('#')));
+    if (t.empty()) continue;
+    if (t.front() == '[') {
+      if (t.back() != ']' || t.size() < 3) {
+        throw ConfigError(path + ":" + std::to_string(n) + ": expected a [section] header, got '" + printable(t) + "'");
+      }
+      section = trim(t.substr(1, t.size() - 2));
+      continue;
+    }
+    const auto eq = t.find('=');
+    if (eq == std::string::npos || trim(t.substr(0, eq)).empty()) {
+      throw ConfigError(path + ":" + std::to_string(n) + ": expected 'key = value' or a [section] header, got '" +
+                        printable(t) + "'");
+    }
+    const std::string name = trim(t.substr(0, eq));
+    const std::string key = section.empty() ? name : section + "." + name;
+    const auto [it, fresh] = first_line.emplace(key, n);
+    if (!fresh && !lists.count(key)) {
+      throw ConfigError(path + ":" + std::to_string(n) + ": duplicate key '" + printable(key) + "', first set at " +
+                        path + ":" + std::to_string(it->second));
+    }
+  }
+  if (in.bad()) throw ConfigError(path + ": cannot read config file (" + std::strerror(errno) + ")");
+}
+
+std::string format_bound(long double v, bool integer) {
+  if (integer) return std::to_string(static_cast<int64_t>(v));
+  std::ostringstream s;
+  s << std::setprecision(6) << static_cast<double>(v);
+  return s.str();
+}
+
+bool open_low(Options::Bounds b) { return b == Options::Bounds::kOpenLow || b == Options::Bounds::kOpen; }
+bool open_high(Options::Bounds b) { return b == Options::Bounds::kOpenHigh || b == Options::Bounds::kOpen; }
+
+// "[1, 1048576]", "(0, 1]": how help() and the messages write a range.
+std::string interval_text(long double lo, long double hi, Options::Bounds b, bool integer) {
+  return std::string(open_low(b) ? "(" : "[") + format_bound(lo, integer) + ", " + format_bound(hi, integer) +
+         (open_high(b) ? ")" : "]");
 }
 
 template <class T>
@@ -153,9 +265,25 @@ template <class T>
 Options& Options::add(const std::string& key, T* target, const std::string& help) {
   Entry& e = register_entry(key, help, type_name<T>());
   e.print = [target] { return to_text(*target); };
-  auto* value = po::value<T>(target)->default_value(*target, to_text(*target));
-  if constexpr (std::is_same_v<T, bool>) value->implicit_value(true, "true");
-  desc_->add_options()(key.c_str(), value, help.c_str());
+  if constexpr (std::is_arithmetic_v<T> && !std::is_same_v<T, bool>) {
+    // Boost only keeps the text (no default: an option absent from vm was not given); parse() converts it.
+    if constexpr (std::is_integral_v<T>) {
+      e.kind = Entry::Kind::kInteger;
+      e.lo = std::numeric_limits<T>::min();
+      e.store_integer = [target](int64_t v) { *target = static_cast<T>(v); };
+    } else {
+      e.kind = Entry::Kind::kReal;
+      e.lo = -std::numeric_limits<T>::max();
+      e.store_real = [target](double v) { *target = static_cast<T>(v); };
+    }
+    e.hi = std::numeric_limits<T>::max();
+    e.current = [target] { return static_cast<long double>(*target); };
+    desc_->add_options()(key.c_str(), po::value<std::string>(&e.text), help.c_str());
+  } else {
+    auto* value = po::value<T>(target)->default_value(*target, to_text(*target));
+    if constexpr (std::is_same_v<T, bool>) value->implicit_value(true, "true");
+    desc_->add_options()(key.c_str(), value, help.c_str());
+  }
   return *this;
 }
 
@@ -179,6 +307,19 @@ template Options& Options::add<int64_t>(const std::string&, int64_t*, const std:
 template Options& Options::add<double>(const std::string&, double*, const std::string&);
 template Options& Options::add<float>(const std::string&, float*, const std::string&);
 template Options& Options::add<std::string>(const std::string&, std::string*, const std::string&);
+
+Options& Options::range(long double lo, long double hi, Bounds bounds) {
+  if (entries_.empty()) throw std::logic_error("range() before any add()");
+  Entry& e = *entries_.back();
+  if (e.kind == Entry::Kind::kOther) throw std::logic_error("range() of non-numeric option " + e.key);
+  if (!(lo <= hi) || lo < e.lo || hi > e.hi) throw std::logic_error("range() outside the type of " + e.key);
+  e.lo = lo, e.hi = hi, e.bounds = bounds, e.ranged = true;
+  const long double v = e.current();
+  const bool lo_ok = open_low(bounds) ? v > lo : v >= lo;
+  const bool hi_ok = open_high(bounds) ? v < hi : v <= hi;
+  if (!lo_ok || !hi_ok) throw std::logic_error("default of " + e.key + " outside its range()");
+  return *this;
+}
 
 Options& Options::required(const std::string& key) {
   auto it = by_key_.find(key);
@@ -220,10 +361,19 @@ bool Options::parse(int argc, const char* const* argv) {
     std::string name = e.get_option_name();
     name.erase(0, name.find_first_not_of('-'));
     name = name.substr(0, name.find('='));  // Boost reports "--key=value" whole
-    throw ConfigError("command line: unknown option '--" + name + "'" + hint(name) + "; see " + command_ +
+    throw ConfigError("command line: unknown option '--" + printable(name) + "'" + hint(name) + "; see " + command_ +
                       " --help");
+  } catch (const po::invalid_command_line_syntax& e) {
+    // "--key=" or a trailing "--key": say which key and what it expects, like any other bad value.
+    std::string key = e.get_option_name();
+    key.erase(0, key.find_first_not_of('-'));
+    const auto it = by_key_.find(key);
+    const bool empty = e.kind() == po::invalid_command_line_syntax::empty_adjacent_parameter ||
+                       e.kind() == po::invalid_command_line_syntax::missing_parameter;
+    if (it == by_key_.end() || !empty) throw ConfigError("command line: " + printable(e.what()));
+    throw ConfigError("command line: " + key + ": expected " + it->second->type + ", got ''");
   } catch (const po::error& e) {
-    throw ConfigError("command line: " + std::string(e.what()));
+    throw ConfigError("command line: " + printable(e.what()));
   }
   // A key given twice on the command line: the later one wins (e.g. a wrapper script's default, then the
   // user's override). List options and --config accumulate instead.
@@ -240,7 +390,7 @@ bool Options::parse(int argc, const char* const* argv) {
   }
   for (const auto& o : cmdline.options) {
     if (o.position_key >= 0) {
-      throw ConfigError("command line: unexpected argument '" + o.value.front() + "'; see " + command_ +
+      throw ConfigError("command line: unexpected argument '" + printable(o.value.front()) + "'; see " + command_ +
                         " --help");
     }
   }
@@ -252,8 +402,13 @@ bool Options::parse(int argc, const char* const* argv) {
     if (auto* v = dynamic_cast<const po::error_with_option_name*>(&e)) key = v->get_option_name();
     key.erase(0, key.find_first_not_of('-'));
     auto it = by_key_.find(key);
+    std::string got;
+    for (const auto& o : cmdline.options) {
+      if (o.string_key == key && !o.value.empty()) got = o.value.front();
+    }
     throw ConfigError("command line: " + key + ": " +
-                      (it != by_key_.end() ? "expected " + it->second->type : std::string(e.what())));
+                      (it != by_key_.end() ? "expected " + it->second->type + ", got '" + printable(got) + "'"
+                                           : printable(e.what())));
   }
   if (vm.count("help")) {
     std::cout << help();
@@ -268,17 +423,22 @@ bool Options::parse(int argc, const char* const* argv) {
   // 2. Config files: parse each to catch unknown keys with their line, then store from the last file to
   // the first so that later files win (Boost keeps the first value stored).
   std::vector<std::pair<std::string, po::parsed_options>> parsed;
+  std::set<std::string> lists;
+  for (const auto& e : entries_) {
+    if (e->type == type_name<std::vector<std::string>>()) lists.insert(e->key);
+  }
   for (const auto& path : files) {
+    check_config_file(path, lists);
     std::ifstream in(path);
-    if (!in) throw ConfigError(path + ": cannot open config file");
+    if (!in) throw ConfigError(path + ": cannot open config file (" + std::strerror(errno) + ")");
     try {
       parsed.emplace_back(path, po::parse_config_file(in, *desc_, /*allow_unregistered=*/true));
     } catch (const po::error& e) {
-      throw ConfigError(path + ": " + e.what());
+      throw ConfigError(path + ": " + printable(e.what()));
     }
     for (const auto& o : parsed.back().second.options) {
       if (o.unregistered || o.string_key == "config" || o.string_key == "help") {
-        throw ConfigError(located(path, o.string_key) + ": unknown key '" + o.string_key + "'" +
+        throw ConfigError(located(path, o.string_key) + ": unknown key '" + printable(o.string_key) + "'" +
                           hint(o.string_key));
       }
     }
@@ -297,15 +457,66 @@ bool Options::parse(int argc, const char* const* argv) {
         if (o.string_key == key && !o.value.empty()) got = o.value.front();
       }
       throw ConfigError(located(path, key) + ": " + key + ": " +
-                        (entry != by_key_.end() ? "expected " + entry->second->type + ", got '" + got + "'"
-                                                : std::string(e.what())));
+                        (entry != by_key_.end() ? "expected " + entry->second->type + ", got '" + printable(got) + "'"
+                                                : printable(e.what())));
     }
     for (const auto& o : opts.options) source_.emplace(o.string_key, located(path, o.string_key));
   }
   try {
     po::notify(vm);
   } catch (const po::error& e) {
-    throw ConfigError(std::string("configuration: ") + e.what());
+    throw ConfigError(std::string("configuration: ") + printable(e.what()));
+  }
+
+  // Numbers: the whole text must be one number of the option's kind, inside its range. The message
+  // quotes the text as given (not a wrapped or rounded value) and where it came from.
+  for (const auto& e : entries_) {
+    if (e->kind == Entry::Kind::kOther || !vm.count(e->key)) continue;
+    const bool integer = e->kind == Entry::Kind::kInteger;
+    const bool open_lo = open_low(e->bounds), open_hi = open_high(e->bounds);
+    const std::string& text = e->text;
+    // The range is shown when declared, and for an integer out of its type's range (which says why
+    // 4294967296 is refused); a real's type range would only be noise.
+    auto refuse = [&](bool out_of_range) {
+      const bool show = e->ranged || (integer && out_of_range);
+      fail(e->key, std::string(integer ? "expected an integer" : "expected a finite number") +
+                       (show ? " in " + interval_text(e->lo, e->hi, e->bounds, integer) : "") + ", got '" +
+                       printable(text) + "'");
+    };
+    // One optional sign, then the number itself with nothing after it; no leading space or hex.
+    const size_t start = !text.empty() && (text[0] == '+' || text[0] == '-') ? 1 : 0;
+    if (text.size() == start || !(std::isdigit(static_cast<unsigned char>(text[start])) ||
+                                  (!integer && text[start] == '.'))) {
+      if (!integer && text.size() > start && std::isalpha(static_cast<unsigned char>(text[start]))) {
+        refuse(true);  // nan, inf: a number, just not a usable one
+      }
+      refuse(false);
+    }
+    if (integer) {
+      int64_t v = 0;
+      const char* first = text.data() + (text[0] == '+' ? 1 : 0);
+      const char* last = text.data() + text.size();
+      const auto [end, ec] = std::from_chars(first, last, v);
+      if (ec == std::errc::result_out_of_range) refuse(true);
+      if (ec != std::errc() || end != last) refuse(false);
+      const long double x = v;
+      if ((open_lo ? x <= e->lo : x < e->lo) || (open_hi ? x >= e->hi : x > e->hi)) refuse(true);
+      e->store_integer(v);
+    } else {
+      if (text.size() > start + 1 && text[start] == '0' && (text[start + 1] == 'x' || text[start + 1] == 'X')) {
+        refuse(false);  // strtod reads hexadecimal; a config value in hex is a mistake
+      }
+      char* end = nullptr;
+      errno = 0;
+      const double v = std::strtod(text.c_str(), &end);
+      if (end != text.c_str() + text.size()) refuse(false);
+      // Overflow gives HUGE_VAL (refused as not finite); underflow gives 0 or a subnormal, which the range
+      // judges like any other value.
+      if (!std::isfinite(v)) refuse(true);
+      const long double x = v;
+      if ((open_lo ? x <= e->lo : x < e->lo) || (open_hi ? x >= e->hi : x > e->hi)) refuse(true);
+      e->store_real(v);
+    }
   }
 
   // 3. Required keys, then the sections' own checks.
@@ -375,7 +586,9 @@ std::string Options::help() const {
     std::string left = "  --" + e->key + "=" + (e->print().empty() ? "\"\"" : e->print());
     if (left.size() < 34) left.resize(34, ' ');
     else left += "  ";
-    out << left << e->help << (e->required ? " (required)" : "") << "\n";
+    const std::string range =
+        e->ranged ? ", in " + interval_text(e->lo, e->hi, e->bounds, e->kind == Entry::Kind::kInteger) : "";
+    out << left << e->help << range << (e->required ? " (required)" : "") << "\n";
   }
   out << "\nPrecedence: command line > later config files > earlier config files > defaults.\n";
   return out.str();

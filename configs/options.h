@@ -2,6 +2,7 @@
 // INI files with sections ([model], [data], [train], ...) via `--config FILE` (repeatable, later wins) and
 // `--section.key=value` overrides; precedence is command line > files > defaults. Unknown keys, bad values
 // and missing required keys throw ConfigError naming the file, line and key before any work starts.
+// Numbers are parsed strictly and range-checked here (range()), so no section repeats those checks.
 //
 //   rg::config::Options opts("rgemma info", "Print a model's parameter count.");
 //   rg::ModelConfig model;
@@ -42,6 +43,15 @@ class Options {
   // std::vector<std::string> (a comma-separated list in files, repeatable on the command line).
   template <class T>
   Options& add(const std::string& key, T* target, const std::string& help);
+  // Which ends of a range() are included: [lo, hi], (lo, hi], [lo, hi), (lo, hi).
+  enum class Bounds { kClosed, kOpenLow, kOpenHigh, kOpen };
+  // Restricts the numeric option added last to lo..hi; help() shows the interval. Every numeric value is
+  // parsed strictly whatever its range: the whole text must be the number ("12abc", "1.5" for an
+  // integer are refused), integers are read as 64-bit and refused when outside the target type
+  // (4294967296 for an int) rather than wrapped, and NaN and infinities are refused for every
+  // floating-point option. long double holds every int64 bound exactly on x86-64 and aarch64 Linux.
+  //   opts.add("optim.beta1", &beta1, "AdamW beta1").range(0, 1, Options::Bounds::kOpenHigh);
+  Options& range(long double lo, long double hi, Bounds bounds = Bounds::kClosed);
   // A key that must be given by a file or the command line.
   Options& required(const std::string& key);
   // Runs after all values are stored, in registration order; throw ConfigError (use fail()) or

@@ -1,71 +1,99 @@
 // [data], [train], [optim], [checkpoint]: binds TrainConfig to user-facing keys, with the checks that
 // need only the config (the batch arithmetic needs the world size and is checked by the trainer).
+// Every number has a declared range (shown by --help); the products of the batch sizes are checked
+// without overflow before any work, so the trainer's own arithmetic (times the rank count) stays small.
 #include "configs/sections.h"
 
 namespace rg::config {
+namespace {
+
+// Sane maxima, each far beyond a real run and small enough that the products below cannot overflow int64.
+constexpr int64_t kMaxRows = int64_t{1} << 20;      // data.micro_batch, train.grad_accum, train.eval_batches
+constexpr int64_t kMaxSeqLen = int64_t{1} << 20;    // data.seq_len: 1M tokens per row
+constexpr int64_t kMaxSteps = int64_t{1} << 40;     // train.steps and every step count or interval
+// micro_batch x seq_len: one (B, T) micro-batch; 2^31 tokens keeps its int32 token ids and int64 logits
+// offsets (x V <= 2^24) far from overflow.
+constexpr int64_t kMaxMicroTokens = int64_t{1} << 31;
+// x grad_accum: tokens per rank per update; the trainer multiplies it by the rank count, which stays
+// inside int64 for any rank count below 2^23.
+constexpr int64_t kMaxRankTokens = int64_t{1} << 40;
+constexpr int64_t kMaxGlobalRows = int64_t{1} << 40;  // train.global_batch: kMaxRows on each of 2^20 ranks
+// x steps: all tokens one rank sees in the run. 2^53 keeps it, and the run's total over up to 2^10
+// ranks, exact in the double that metrics and tokens/s use and inside int64.
+constexpr int64_t kMaxRunTokens = int64_t{1} << 53;
+
+}  // namespace
 
 void add_train_options(Options& o, trainer::TrainConfig* c) {
   auto& d = c->data;
   o.add("data.train", &d.train, "training dataset (HDF5 from rgemma prepare)")
       .add("data.tokenizer", &d.tokenizer, "tokenizer.model the dataset must have been made with (optional)")
-      .add("data.seq_len", &d.seq_len, "tokens per row")
-      .add("data.micro_batch", &d.micro_batch, "rows per rank per micro-step")
+      .add("data.seq_len", &d.seq_len, "tokens per row").range(1, kMaxSeqLen)
+      .add("data.micro_batch", &d.micro_batch, "rows per rank per micro-step").range(1, kMaxRows)
       .add("data.pack", &d.pack, "pack documents into rows (false: one padded example per row)")
       .add("data.seed", &d.seed, "data order seed");
   auto& t = c->train;
   o.add("train.out", &t.out, "run folder (config, metrics.jsonl, checkpoints/, final/)")
       .add("train.init_from", &t.init_from, "Hugging Face model folder to start from (else [model] config)")
-      .add("train.steps", &t.steps, "optimizer updates")
-      .add("train.grad_accum", &t.grad_accum, "micro-batches per update per rank")
+      .add("train.steps", &t.steps, "optimizer updates").range(1, kMaxSteps)
+      .add("train.grad_accum", &t.grad_accum, "micro-batches per update per rank").range(1, kMaxRows)
       .add("train.global_batch", &t.global_batch, "rows per update over all ranks (0 = derived; else checked)")
-      .add("train.max_grad_norm", &t.max_grad_norm, "global-norm clipping (0 = off)")
+      .range(0, kMaxGlobalRows)
+      .add("train.max_grad_norm", &t.max_grad_norm, "global-norm clipping (0 = off)").range(0, 1e6)
       .add("train.dtype", &t.dtype, "float32 | bfloat16 | auto (bf16 on CUDA, fp32 on CPU)")
       .add("train.recompute", &t.recompute, "recompute block activations in backward")
-      .add("train.log_every", &t.log_every, "console line every N steps")
-      .add("train.eval_every", &t.eval_every, "validation every N steps (0 = at the end only)")
-      .add("train.eval_batches", &t.eval_batches, "validation micro-batches per rank")
+      .add("train.log_every", &t.log_every, "console line every N steps").range(1, kMaxSteps)
+      .add("train.eval_every", &t.eval_every, "validation every N steps (0 = at the end only)").range(0, kMaxSteps)
+      .add("train.eval_batches", &t.eval_batches, "validation micro-batches per rank").range(1, kMaxRows)
       .add("train.seed", &t.seed, "weight init seed")
-      .add("train.max_nonfinite", &t.max_nonfinite, "NaN/Inf steps in a row before stopping")
-      .add("train.peak_flops", &t.peak_flops, "device dense peak FLOP/s for MFU (0 = guess)")
+      // Stored in an int by the trainer's guard.
+      .add("train.max_nonfinite", &t.max_nonfinite, "NaN/Inf steps in a row before stopping").range(1, 1000000)
+      // 1e21 FLOP/s is ~1000x an H100's dense bf16 peak.
+      .add("train.peak_flops", &t.peak_flops, "device dense peak FLOP/s for MFU (0 = guess)").range(0, 1e21)
       .add("train.device", &t.device, "cpu | cuda | auto");
   auto& op = c->optim;
-  o.add("optim.lr", &op.lr, "peak learning rate")
-      .add("optim.warmup_steps", &op.warmup_steps, "linear warmup steps")
+  using B = Options::Bounds;
+  // AdamW: beta = 1 divides by zero in the bias correction (1 - beta^t); lr and weight decay at most 1
+  // keep the decoupled decay p *= 1 - lr * wd from flipping the weights' sign; eps > 1 swamps every update.
+  o.add("optim.lr", &op.lr, "peak learning rate").range(0, 1, B::kOpenLow)
+      .add("optim.warmup_steps", &op.warmup_steps, "linear warmup steps (at most train.steps)").range(0, kMaxSteps)
       .add("optim.decay", &op.decay, "cosine | linear | constant")
-      .add("optim.min_lr_ratio", &op.min_lr_ratio, "final lr / peak lr")
-      .add("optim.beta1", &op.beta1, "AdamW beta1").add("optim.beta2", &op.beta2, "AdamW beta2")
-      .add("optim.eps", &op.eps, "AdamW epsilon")
+      .add("optim.min_lr_ratio", &op.min_lr_ratio, "final lr / peak lr").range(0, 1)
+      .add("optim.beta1", &op.beta1, "AdamW beta1").range(0, 1, B::kOpenHigh)
+      .add("optim.beta2", &op.beta2, "AdamW beta2").range(0, 1, B::kOpenHigh)
+      .add("optim.eps", &op.eps, "AdamW epsilon").range(0, 1, B::kOpenLow)
       .add("optim.weight_decay", &op.weight_decay, "decoupled weight decay (not on norms, biases, recurrent_param)")
-      .add("optim.zero_stage", &op.zero_stage, "1: shard optimizer state; 2: also gradients");
+      .range(0, 1)
+      .add("optim.zero_stage", &op.zero_stage, "1: shard optimizer state; 2: also gradients").range(1, 2);
   auto& ck = c->checkpoint;
-  o.add("checkpoint.every", &ck.every, "steps between checkpoints (0 = end and signals only)")
-      .add("checkpoint.keep_last", &ck.keep_last, "complete checkpoints kept")
+  o.add("checkpoint.every", &ck.every, "steps between checkpoints (0 = end and signals only)").range(0, kMaxSteps)
+      .add("checkpoint.keep_last", &ck.keep_last, "complete checkpoints kept").range(1, 1000000)
       .add("checkpoint.resume", &ck.resume, "auto | none | a checkpoint folder");
   o.required("data.train");
   o.on_parsed([&o, c] {
-    auto positive = [&o](const char* key, int64_t v) {
-      if (v <= 0) o.fail(key, "expected a positive integer, got " + std::to_string(v));
+    // Each factor is in range already; the products are what can still be absurd (or, with wider
+    // ranges, overflow), so they are multiplied with overflow checks and blamed on the later factor.
+    const auto product = [&o](const char* key, int64_t a, int64_t b, int64_t max, const std::string& what) {
+      int64_t p = 0;
+      if (__builtin_mul_overflow(a, b, &p) || p > max) {
+        o.fail(key, what + " = " + std::to_string(a) + " x " + std::to_string(b) + " is more than the " +
+                        std::to_string(max) + " supported");
+      }
+      return p;
     };
-    positive("data.seq_len", c->data.seq_len);
-    positive("data.micro_batch", c->data.micro_batch);
-    positive("train.steps", c->train.steps);
-    positive("train.grad_accum", c->train.grad_accum);
-    positive("train.log_every", c->train.log_every);
-    positive("checkpoint.keep_last", c->checkpoint.keep_last);
+    const int64_t micro = product("data.micro_batch", c->data.micro_batch, c->data.seq_len, kMaxMicroTokens,
+                                  "tokens per micro-batch (data.micro_batch x data.seq_len)");
+    const int64_t per_update = product("train.grad_accum", micro, c->train.grad_accum, kMaxRankTokens,
+                                       "tokens per rank per update (micro-batch tokens x train.grad_accum)");
+    product("train.steps", per_update, c->train.steps, kMaxRunTokens,
+            "tokens per rank in the run (tokens per update x train.steps)");
     const auto& op = c->optim;
-    if (!(op.lr > 0)) o.fail("optim.lr", "expected a positive learning rate, got " + std::to_string(op.lr));
-    if (op.warmup_steps < 0 || op.warmup_steps > c->train.steps) {
+    if (op.warmup_steps > c->train.steps) {
       o.fail("optim.warmup_steps", "expected 0 to train.steps (" + std::to_string(c->train.steps) + "), got " +
                                        std::to_string(op.warmup_steps));
     }
     if (op.decay != "cosine" && op.decay != "linear" && op.decay != "constant") {
       o.fail("optim.decay", "expected cosine, linear or constant, got '" + op.decay + "'");
-    }
-    if (op.min_lr_ratio < 0 || op.min_lr_ratio > 1) {
-      o.fail("optim.min_lr_ratio", "expected a value in [0, 1], got " + std::to_string(op.min_lr_ratio));
-    }
-    if (c->optim.zero_stage != 1 && c->optim.zero_stage != 2) {
-      o.fail("optim.zero_stage", "expected 1 or 2, got " + std::to_string(c->optim.zero_stage));
     }
     const std::string& dtype = c->train.dtype;
     if (dtype != "float32" && dtype != "bfloat16" && dtype != "auto") {

@@ -1,8 +1,11 @@
 // ModelConfig validation, presets and the analytic parameter count (spec sections 1 and 12).
 #include "model/config.h"
 
+#include "model/config_limits.h"
+
 #include <cmath>
 #include <cstring>
+#include <initializer_list>
 #include <sstream>
 #include <stdexcept>
 
@@ -21,6 +24,40 @@ void require(bool ok, const std::string& field, const std::string& expected, int
     throw std::invalid_argument("model." + field + ": expected " + expected + ", got " +
                                 std::to_string(got));
   }
+}
+
+// A size in 1..max (or 0..max when zero_ok): the sizes' products must stay far from int64 overflow.
+void require_size(int64_t v, const std::string& field, int64_t max, bool zero_ok = false) {
+  const int64_t min = zero_ok ? 0 : 1;
+  require(v >= min && v <= max, field, std::to_string(min) + " to " + std::to_string(max), v);
+}
+
+// A finite real in [lo, hi] (or (lo, hi] when open_low); NaN fails every comparison, so test the inside.
+void require_real(double v, const std::string& field, double lo, double hi, bool open_low, const std::string& note) {
+  const bool ok = std::isfinite(v) && (open_low ? v > lo : v >= lo) && v <= hi;
+  if (!ok) {
+    std::ostringstream s;
+    s << "model." << field << ": expected a finite number in " << (open_low ? "(" : "[") << lo << ", " << hi << "]"
+      << note << ", got " << v;
+    throw std::invalid_argument(s.str());
+  }
+}
+
+// a * b, or std::invalid_argument when it overflows int64 (a config from a hand-edited config.json).
+int64_t checked_mul(int64_t a, int64_t b) {
+  int64_t out;
+  if (__builtin_mul_overflow(a, b, &out)) {
+    throw std::invalid_argument("model: the parameter count overflows a 64-bit integer (" + std::to_string(a) +
+                                " x " + std::to_string(b) + ")");
+  }
+  return out;
+}
+int64_t checked_add(int64_t a, int64_t b) {
+  int64_t out;
+  if (__builtin_add_overflow(a, b, &out)) {
+    throw std::invalid_argument("model: the parameter count overflows a 64-bit integer");
+  }
+  return out;
 }
 
 // Rounds to the nearest bfloat16 (round-to-nearest-even on the dropped 16 bits).
@@ -67,33 +104,43 @@ std::string format_block_pattern(const std::vector<BlockType>& pattern) {
 }
 
 void ModelConfig::validate() const {
-  require(vocab_size > 0, "vocab_size", "> 0", vocab_size);
-  require(width > 0, "width", "> 0", width);
-  require(depth > 0, "depth", "> 0", depth);
-  require(num_heads > 0, "num_heads", "> 0", num_heads);
-  require(num_kv_heads > 0 && num_heads % num_kv_heads == 0, "num_kv_heads",
-          "> 0 and a divisor of num_heads (" + std::to_string(num_heads) + ")", num_kv_heads);
-  require(head_dim > 0 && head_dim % 2 == 0, "head_dim", "a positive even number", head_dim);
-  require(mlp_hidden > 0, "mlp_hidden", "> 0", mlp_hidden);
-  require(attention_window >= 0, "attention_window", ">= 0 (0 = global)", attention_window);
+  using namespace limits;
+  require_size(vocab_size, "vocab_size", kMaxVocabSize);
+  require_size(width, "width", kMaxWidth);
+  require_size(depth, "depth", kMaxDepth);
+  require_size(num_heads, "num_heads", kMaxHeads);
+  require_size(num_kv_heads, "num_kv_heads", kMaxHeads);
+  require(num_heads % num_kv_heads == 0, "num_kv_heads",
+          "a divisor of num_heads (" + std::to_string(num_heads) + ")", num_kv_heads);
+  require_size(head_dim, "head_dim", kMaxHeadDim);
+  require(head_dim % 2 == 0, "head_dim", "an even number", head_dim);
+  require_size(mlp_hidden, "mlp_hidden", kMaxMlpHidden);
+  require_size(attention_window, "attention_window", kMaxAttentionWindow, /*zero_ok=*/true);
+  // Unused without recurrent blocks (gemma-2b has lru_width 0), but bounded anyway for the count below.
+  require_size(lru_width, "lru_width", kMaxWidth, /*zero_ok=*/true);
+  require_size(conv_width, "conv_width", kMaxConvWidth, /*zero_ok=*/true);
   if (block_pattern.empty()) throw std::invalid_argument("model.block_pattern: expected at least one block type");
   if (num_blocks_of(BlockType::kRecurrent) > 0) {
     require(lru_width > 0 && lru_width % num_heads == 0, "lru_width",
             "> 0 and a multiple of num_heads (" + std::to_string(num_heads) + ")", lru_width);
     require(conv_width > 0, "conv_width", "> 0", conv_width);
   }
-  const int64_t rotated = static_cast<int64_t>(std::llround(head_dim * rope_fraction));
-  if (!(rope_fraction > 0.0 && rope_fraction <= 1.0) || rotated % 2 != 0) {
+  const bool fraction_ok = rope_fraction > 0.0 && rope_fraction <= 1.0;  // false for NaN
+  const int64_t rotated = fraction_ok ? static_cast<int64_t>(std::llround(head_dim * rope_fraction)) : 1;
+  if (!fraction_ok || rotated % 2 != 0) {
     throw std::invalid_argument("model.rope_fraction: expected a value in (0, 1] that rotates an even "
                                 "number of each head's " + std::to_string(head_dim) + " dims, got " +
                                 std::to_string(rope_fraction));
   }
-  if (!(rope_base > 0)) throw std::invalid_argument("model.rope_base: expected > 0, got " + std::to_string(rope_base));
-  if (logits_soft_cap < 0) {
-    throw std::invalid_argument("model.logits_soft_cap: expected >= 0 (0 = none), got " +
-                                std::to_string(logits_soft_cap));
+  require_real(rope_base, "rope_base", 0, kMaxRopeBase, /*open_low=*/true, "");
+  require_real(logits_soft_cap, "logits_soft_cap", 0, kMaxLogitsSoftCap, /*open_low=*/false, " (0 = none)");
+  require_real(norm_eps, "norm_eps", 0, kMaxNormEps, /*open_low=*/true, "");
+  const int64_t total = count_parameters(*this).total;  // throws on int64 overflow
+  if (total > kMaxParameters) {
+    throw std::invalid_argument("model: " + std::to_string(total) + " parameters, more than the " +
+                                std::to_string(kMaxParameters) + " supported (check width, depth, " +
+                                "mlp_hidden and vocab_size)");
   }
-  if (!(norm_eps > 0)) throw std::invalid_argument("model.norm_eps: expected > 0, got " + std::to_string(norm_eps));
 }
 
 int64_t ModelConfig::num_blocks_of(BlockType type) const {
@@ -142,27 +189,40 @@ std::vector<std::string> ModelConfig::preset_names() {
 }
 
 ParameterCount count_parameters(const ModelConfig& c) {
+  // Every product and sum is checked: validate() calls this to bound the total, so it must not overflow
+  // on the very configs it is there to refuse. Fields are sizes (>= 0) by the time validate() calls it.
+  const auto mul = [](std::initializer_list<int64_t> f) {
+    int64_t p = 1;
+    for (const int64_t x : f) p = checked_mul(p, x);
+    return p;
+  };
+  const auto add = [](std::initializer_list<int64_t> t) {
+    int64_t s = 0;
+    for (const int64_t x : t) s = checked_add(s, x);
+    return s;
+  };
   ParameterCount n;
   const int64_t W = c.width, L = c.lru_width, E = c.mlp_hidden, K = c.conv_width, H = c.num_heads;
   const int64_t bias = c.use_bias ? 1 : 0;
-  n.embedding = c.vocab_size * W;
-  if (c.num_blocks_of(BlockType::kRecurrent) > 0) {
-    n.recurrent_block = 3 * W * L           // linear_x, linear_y (W->L), linear_out (L->W)
-                        + 2 * L + W         // their biases
-                        + K * L + L         // conv1d w, b
-                        + L                 // a_param
-                        + 2 * (L * L / H + L);  // input and recurrence gates, block-diagonal
+  n.embedding = mul({c.vocab_size, W});
+  const int64_t recurrent = c.num_blocks_of(BlockType::kRecurrent);
+  const int64_t attention = c.num_blocks_of(BlockType::kAttention);
+  if (recurrent > 0) {
+    n.recurrent_block = add({mul({3, W, L}),            // linear_x, linear_y (W->L), linear_out (L->W)
+                             mul({2, L}), W,             // their biases
+                             mul({K, L}), L,             // conv1d w, b
+                             L,                          // a_param
+                             mul({2, add({mul({L, L}) / H, L})})});  // input and recurrence gates, block-diagonal
   }
-  if (c.num_blocks_of(BlockType::kAttention) > 0) {
-    const int64_t q = W * H * c.head_dim, kv = 2 * W * c.num_kv_heads * c.head_dim;
-    n.attention_block = q + kv + H * c.head_dim * W + bias * W;
+  if (attention > 0) {
+    const int64_t q = mul({W, H, c.head_dim}), kv = mul({2, W, c.num_kv_heads, c.head_dim});
+    n.attention_block = add({q, kv, mul({H, c.head_dim, W}), bias * W});
   }
-  n.mlp_block = 3 * W * E + bias * (2 * E + W);
-  n.total = n.embedding + W;  // final norm
-  for (int64_t i = 0; i < c.depth; ++i) {
-    n.total += 2 * W + n.mlp_block;
-    n.total += c.block_type(i) == BlockType::kRecurrent ? n.recurrent_block : n.attention_block;
-  }
+  n.mlp_block = add({mul({3, W, E}), mul({bias, add({mul({2, E}), W})})});
+  const int64_t per_block = add({mul({2, W}), n.mlp_block});  // two norms and the MLP in every block
+  n.total = add({n.embedding, W,                               // final norm
+                 mul({c.depth, per_block}), mul({recurrent, n.recurrent_block}),
+                 mul({attention, n.attention_block})});
   return n;
 }
 

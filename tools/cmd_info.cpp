@@ -39,8 +39,9 @@ int run_info(int argc, char** argv) {
   std::cout << "  per MLP block: " << grouped(n.mlp_block) << "\n";
   std::ostringstream mem;
   mem.precision(2);
-  mem << std::fixed << "weights: " << n.total * 2 / 1073741824.0 << " GiB in bfloat16, "
-      << n.total * 4 / 1073741824.0 << " GiB in float32";
+  // In double: n.total * 4 in int64 would overflow long before a double loses the figure's precision.
+  const double gib = static_cast<double>(n.total) / 1073741824.0;
+  mem << std::fixed << "weights: " << gib * 2 << " GiB in bfloat16, " << gib * 4 << " GiB in float32";
   std::cout << mem.str() << "\n";
   return 0;
 }

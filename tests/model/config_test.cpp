@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <limits>
+
 namespace rg {
 namespace {
 
@@ -59,6 +61,62 @@ TEST(ModelConfig, ValidateNamesTheField) {
   }
   EXPECT_THROW(parse_block_pattern("recurrent,mamba"), std::invalid_argument);
   EXPECT_EQ(format_block_pattern(parse_block_pattern(" recurrent, attention ")), "recurrent,attention");
+}
+
+// The message of validate() for `c`, or "" when it passes.
+std::string validate_error(const ModelConfig& c) {
+  try {
+    c.validate();
+  } catch (const std::invalid_argument& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(ModelConfig, ValidateRefusesNonFiniteReals) {
+  // NaN fails every comparison, so a check written as `x < 0` lets it through; each field must name itself.
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (const double bad : {nan, inf, -inf}) {
+    ModelConfig c;
+    c.logits_soft_cap = bad;
+    EXPECT_NE(validate_error(c).find("model.logits_soft_cap"), std::string::npos) << bad;
+    c = ModelConfig{};
+    c.norm_eps = bad;
+    EXPECT_NE(validate_error(c).find("model.norm_eps"), std::string::npos) << bad;
+    c = ModelConfig{};
+    c.rope_base = bad;
+    EXPECT_NE(validate_error(c).find("model.rope_base"), std::string::npos) << bad;
+    c = ModelConfig{};
+    c.rope_fraction = bad;
+    EXPECT_NE(validate_error(c).find("model.rope_fraction"), std::string::npos) << bad;
+  }
+}
+
+TEST(ModelConfig, ValidateBoundsSizes) {
+  ModelConfig c;
+  c.vocab_size = 1000000000000000000;  // `rgemma info` printed negative GiB for this
+  EXPECT_NE(validate_error(c).find("model.vocab_size"), std::string::npos);
+  c = ModelConfig{};
+  c.attention_window = int64_t{1} << 40;  // the sampling state would hold 2^40 keys per block
+  EXPECT_NE(validate_error(c).find("model.attention_window"), std::string::npos);
+  c = ModelConfig{};
+  c.width = -64;
+  EXPECT_NE(validate_error(c).find("model.width"), std::string::npos);
+  // Each field within its own limit, but together 1024 blocks of a 2^16 x 2^20 MLP: 3 * 2^36 * 1024 =
+  // 2.1e14 parameters, over the supported 2^42 = 4.4e12.
+  c = ModelConfig{};
+  c.width = 65536, c.mlp_hidden = 1 << 20, c.depth = 1024, c.lru_width = 65536, c.num_heads = 1024;
+  c.head_dim = 64;
+  EXPECT_NE(validate_error(c).find("parameters, more than"), std::string::npos) << validate_error(c);
+}
+
+TEST(ModelConfig, ParameterCountRefusesOverflowInsteadOfWrapping) {
+  // 2^40 x 2^40 embedding entries do not fit in int64: the count must say so, not return a wrapped value.
+  ModelConfig c;
+  c.vocab_size = int64_t{1} << 40;
+  c.width = int64_t{1} << 40;
+  EXPECT_THROW(count_parameters(c), std::invalid_argument);
+  EXPECT_NE(validate_error(c).find("model.vocab_size"), std::string::npos);
 }
 
 TEST(ModelConfig, AllPresetsValidate) {

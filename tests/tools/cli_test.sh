@@ -17,7 +17,7 @@ check unknown-option 2 "unknown option '--model.widht'" -- "$rgemma" info --mode
 printf '[model]\nwidth = 64\ndepht = 3\n' > "$tmp/bad.ini"
 check bad-key 2 "$tmp/bad.ini:3: unknown key 'model.depht'" -- "$rgemma" info --config "$tmp/bad.ini"
 printf '[model]\nwidth = wide\n' > "$tmp/badval.ini"
-check bad-value 2 "$tmp/badval.ini:2: model.width: expected an integer, got 'wide'" -- "$rgemma" info --config "$tmp/badval.ini"
+check bad-value 2 "$tmp/badval.ini:2: model.width: expected an integer in [1, 65536], got 'wide'" -- "$rgemma" info --config "$tmp/badval.ini"
 check missing-file 2 "nope.ini: cannot open" -- "$rgemma" info --config "$tmp/nope.ini"
 lines=$("$rgemma" info --model.widht=3 2>&1 | wc -l)
 [ "$lines" = 1 ] && echo "ok   one-line-error" || { echo "FAIL one-line-error: $lines lines"; fails=$((fails+1)); }
