@@ -379,8 +379,15 @@ SequenceReader::SequenceReader(const std::string& path, const std::string& split
     }
     h5::Handle offsets = h5::open_dataset(m.group.get(), "offsets", m.where);
     h5::expect_type<int64_t>(offsets.get(), m.where + "/offsets");
-    m.offsets = h5::read_all<int64_t>(offsets.get(), m.where + "/offsets");
     const int64_t n_tokens = h5::dataset_length(m.tokens.get(), m.where + "/tokens");
+    // Every sequence prepare writes has at least one token (<bos>, or a completion's <end_of_turn>). Checked
+    // before the read: a sparse file can declare a length whose allocation alone would fail.
+    const int64_t n_offsets = h5::dataset_length(offsets.get(), m.where + "/offsets");
+    if (n_offsets > n_tokens + 1) {
+      throw BadDataFile(m.where + "/offsets: " + std::to_string(n_offsets) + " entries for " + std::to_string(n_tokens) +
+                        " tokens (at most one more than the tokens; damaged file)");
+    }
+    m.offsets = h5::read_all<int64_t>(offsets.get(), m.where + "/offsets");
     if (m.offsets.empty() || m.offsets.front() != 0 || m.offsets.back() != n_tokens) {
       throw BadDataFile(m.where + "/offsets: does not span tokens [0, " + std::to_string(n_tokens) +
                         ") (damaged file)");
@@ -467,6 +474,9 @@ std::vector<PreferencePair> read_preference(const std::string& path, const std::
     h5::Handle file = open_file(path);
     h5::Handle dataset = h5::open_dataset(file.get(), split + "/kind", path);
     h5::expect_type<int32_t>(dataset.get(), where);
+    if (h5::dataset_length(dataset.get(), where) != prompt.size()) {  // checked before allocating
+      throw BadDataFile(path + ":/" + split + ": prompt, chosen, rejected and kind counts differ (damaged file)");
+    }
     kinds = h5::read_all<int32_t>(dataset.get(), where);
   } catch (const DataError&) {
     throw;

@@ -298,6 +298,9 @@ TEST(MalformedHdf5, EachCorruptionIsOneLineExitTwo) {
        {"/train/offsets: does not span tokens"}},
       {"offsets not from 0", text, edit("train/offsets", [](auto& v) { v[0] = 1; }, H5T_STD_I64LE),
        {"/train/offsets: does not span tokens"}},
+      {"offsets longer than the tokens", text,
+       [](hid_t f) { put_dataset(f, "train/offsets", H5T_STD_I64LE, std::vector<double>(get_dataset(f, "train/tokens").size() + 2)); },
+       {"/train/offsets: ", "entries for", "tokens (at most one more"}},
       {"offsets empty", text, [](hid_t f) { put_dataset(f, "train/offsets", H5T_STD_I64LE, {}); }, {"/train/offsets: does not span"}},
       {"mask shorter", chat, edit("train/loss_mask", [](auto& v) { v.pop_back(); }, H5T_STD_U8LE),
        {"/train/loss_mask: length differs from tokens"}},
@@ -321,7 +324,7 @@ TEST(MalformedHdf5, EachCorruptionIsOneLineExitTwo) {
          put_int(f, "train", "sequences", 0), put_int(f, "train", "tokens", 0);
        },
        {"split 'train' has 0 documents and 0 tokens"}, Corruption::kLoader},
-      {"tokens emptied", chat, [](hid_t f) { put_dataset(f, "train/tokens", H5T_STD_I32LE, {}); }, {"/train/offsets: does not span tokens [0, 0)"}},
+      {"tokens emptied", chat, [](hid_t f) { put_dataset(f, "train/tokens", H5T_STD_I32LE, {}); }, {"/train/offsets: 3 entries for 0 tokens"}},
       // A kind the reader does not serve.
       {"preference as a token stream", pref, [](hid_t) {}, {"a preference dataset", "a text or chat dataset was expected"},
        Corruption::kLoader},
