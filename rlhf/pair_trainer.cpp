@@ -51,6 +51,12 @@ torch::Device pick_device(const std::string& name, const comm::Communicator& com
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank() % torch::cuda::device_count()));
 }
 
+// As trainer.cpp's guess (private there): H100 bf16 on CUDA; on a CPU ~64 GFLOP/s per thread.
+double guess_peak_flops(const torch::Device& device, bool bf16) {
+  if (device.is_cuda()) return bf16 ? 989e12 : 67e12;
+  return at::get_num_threads() * 64e9;
+}
+
 void broadcast_parameters(torch::nn::Module& module, comm::Communicator& comm) {
   if (comm.world_size() == 1) return;
   torch::NoGradGuard no_grad;
@@ -292,7 +298,7 @@ int run_pair_training(PairTask task, const trainer::TrainConfig& c, const RlhfCo
     data::check_compatible(info, backbone->config().vocab_size,
                            c.data.tokenizer.empty() ? "" : data::tokenizer_id(c.data.tokenizer));
   } catch (const data::DataError& e) {
-    throw TrainSetupError(std::string("data.train: ") + e.what());
+    throw TrainSetupError(std::string("data.train: ") + e.what() + "; the model is train.init_from " + c.train.init_from);
   }
   objective->module().to(device);
   broadcast_parameters(objective->module(), comm);
@@ -374,6 +380,13 @@ int run_pair_training(PairTask task, const trainer::TrainConfig& c, const RlhfCo
   trainer::CheckpointWriter writer(ckpt_root.string(), static_cast<int>(c.checkpoint.keep_last), comm);
   std::unique_ptr<trainer::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<trainer::MetricsWriter>((out / "metrics.jsonl").string(), state.step);
+  const ModelConfig& mc = backbone->config();
+  // The pair rows are at most seq_len long; training FLOPs as pretrain counts them (the DPO loop's second
+  // LM-head pass is not counted).
+  const double flops_per_token = trainer::training_flops_per_token(
+      static_cast<double>(backbone->num_parameters()), mc.num_blocks_of(BlockType::kAttention), mc.num_heads * mc.head_dim,
+      mc.attention_window > 0 ? std::min(mc.attention_window + 1, c.data.seq_len) : c.data.seq_len);
+  const double peak = (c.train.peak_flops > 0 ? c.train.peak_flops : guess_peak_flops(device, bf16)) * world;
   PairOrder order(static_cast<int64_t>(train.size()), static_cast<uint64_t>(c.data.seed));
   {
     std::ostringstream s;
@@ -473,7 +486,9 @@ int run_pair_training(PairTask task, const trainer::TrainConfig& c, const RlhfCo
     if (rank == 0) {
       trainer::StepMetrics sm;
       sm.step = step + 1, sm.loss = m["loss"], sm.lr = lr, sm.grad_norm = grad_norm, sm.tokens = state.tokens;
-      sm.tokens_per_s = tokens / std::max(seconds_since(interval_start), 1e-9);
+      const double dt = seconds_since(interval_start);
+      sm.tokens_per_s = tokens / std::max(dt, 1e-9);
+      sm.mfu = trainer::mfu(flops_per_token, tokens, dt, peak);
       sm.skipped_steps = state.skipped_steps;
       nlohmann::json line = trainer::to_json(sm);
       for (const auto& [k, v] : m) line[k] = v;

@@ -4,6 +4,7 @@
 #include "configs/sections.h"
 #include "model/io/safetensors.h"
 #include "model/pretrained.h"
+#include "rlhf/reward_model.h"
 
 #include <sstream>
 
@@ -26,6 +27,10 @@ Griffin make_model(const ModelSource& s, const config::Options& o) {
   if (!s.dir.empty()) {
     for (const char* key : {"model.vocab_size", "model.width", "model.depth", "model.block_pattern"}) {
       if (o.given(key)) o.fail(key, "conflicts with --model (the folder's config.json defines the model)");
+    }
+    if (rlhf::is_reward_model_dir(s.dir)) {  // a backbone plus a score head, not a language model
+      throw config::ConfigError("command line: model: " + s.dir + " is a reward model (config.json has num_labels, "
+                                "a score head), not a causal LM; rgemma score --model takes it");
     }
     return load_pretrained(s.dir, dtype);
   }

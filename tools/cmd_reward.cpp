@@ -1,0 +1,54 @@
+// `rgemma reward`: trains a reward model (SFT backbone + scalar head) on a `prepare preference` dataset,
+// data parallel under mpirun like pretrain. Also holds run_pair_command, shared with `rgemma dpo`
+// (tools/cmd_dpo.cpp): the same option set, launcher behaviour and exit codes for both pair trainers.
+#include "configs/rlhf_options.h"
+#include "configs/sections.h"
+#include "rlhf/pair_trainer.h"
+#include "tools/command.h"
+#include "trainer/trainer.h"
+
+#include <iostream>
+#include <sstream>
+
+namespace rg::tools {
+
+int run_pair_command(rlhf::PairTask task, int argc, char** argv) {
+  const bool dpo = task == rlhf::PairTask::kDpo;
+  config::Options options(
+      argv[0], dpo ? "Direct preference optimisation of an SFT policy on a preference dataset (rgemma prepare preference)."
+                   : "Train a reward model (SFT backbone + scalar head) on a preference dataset (rgemma prepare preference).");
+  trainer::TrainConfig config;
+  config.data.micro_batch = 4;  // pairs: each is two rows
+  rlhf::RlhfConfig rlhf;
+  config::add_train_options(options, &config);
+  config::add_rlhf_options(options, &rlhf, dpo);
+  options.required("train.init_from");
+  if (!options.parse(argc, argv)) return 0;
+  auto comm = comm::make_communicator("auto");
+  std::ostringstream effective;
+  options.print_effective(effective);
+  if (comm->rank() == 0) std::cout << effective.str();
+  auto fail = [&](const std::string& message, int exit_code) {
+    std::cerr << argv[0] << ": rank " << comm->rank() << ": " << message << std::endl;
+    comm->abort(exit_code);
+  };
+  int code = 0;
+  try {
+    code = rlhf::run_pair_training(task, config, rlhf, *comm, effective.str());
+  } catch (const trainer::TrainSetupError& e) {
+    if (comm->world_size() == 1) throw config::ConfigError(e.what());
+    fail(e.what(), 2);
+  } catch (const std::exception& e) {
+    if (comm->world_size() == 1) throw;
+    fail(std::string("error: ") + e.what(), 1);
+  }
+  return code;
+}
+
+}  // namespace rg::tools
+
+namespace {
+int run_reward(int argc, char** argv) { return rg::tools::run_pair_command(rg::rlhf::PairTask::kReward, argc, argv); }
+}  // namespace
+
+RG_COMMAND("reward", "train a reward model on preference pairs (data parallel under mpirun)", run_reward);
