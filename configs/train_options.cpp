@@ -50,7 +50,9 @@ void add_train_options(Options& o, trainer::TrainConfig* c) {
       .add("train.max_nonfinite", &t.max_nonfinite, "NaN/Inf steps in a row before stopping").range(1, 1000000)
       // 1e21 FLOP/s is ~1000x an H100's dense bf16 peak.
       .add("train.peak_flops", &t.peak_flops, "device dense peak FLOP/s for MFU (0 = guess)").range(0, 1e21)
-      .add("train.device", &t.device, "cpu | cuda | auto");
+      .add("train.device", &t.device, "cpu | cuda | auto")
+      .add("train.comm", &t.comm,
+           "communicator: auto (NCCL on CUDA under mpirun, else MPI under mpirun, else single) | single | mpi | nccl");
   auto& op = c->optim;
   using B = Options::Bounds;
   // AdamW: beta = 1 divides by zero in the bias correction (1 - beta^t); lr and weight decay at most 1
@@ -98,6 +100,10 @@ void add_train_options(Options& o, trainer::TrainConfig* c) {
     const std::string& dtype = c->train.dtype;
     if (dtype != "float32" && dtype != "bfloat16" && dtype != "auto") {
       o.fail("train.dtype", "expected float32, bfloat16 or auto, got '" + dtype + "'");
+    }
+    const std::string& comm = c->train.comm;
+    if (comm != "auto" && comm != "single" && comm != "mpi" && comm != "nccl") {
+      o.fail("train.comm", "expected auto, single, mpi or nccl, got '" + comm + "'");
     }
     if (c->train.device != "cpu" && c->train.device != "cuda" && c->train.device != "auto") {
       o.fail("train.device", "expected cpu, cuda or auto, got '" + c->train.device + "'");

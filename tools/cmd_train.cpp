@@ -4,7 +4,10 @@
 #include "configs/sections.h"
 #include "data/data_error.h"
 #include "tools/command.h"
+#include "trainer/comm/backend.h"
 #include "trainer/trainer.h"
+
+#include <torch/cuda.h>
 
 #include <iostream>
 #include <sstream>
@@ -31,7 +34,15 @@ int run(rg::trainer::Task task, int argc, char** argv) {
       }
     }
   }
-  auto comm = rg::comm::make_communicator("auto");
+  // MPI moves CPU tensors and NCCL CUDA ones, so the communicator follows the device the trainer will pick.
+  const bool cuda = config.train.device != "cpu" && torch::cuda::is_available();
+  std::unique_ptr<rg::comm::Communicator> comm;
+  try {
+    comm = rg::comm::make_communicator(config.train.comm,
+                                       cuda ? rg::comm::TensorDevice::kCuda : rg::comm::TensorDevice::kCpu);
+  } catch (const rg::comm::BackendError& e) {
+    options.fail("train.comm", e.what());
+  }
   std::ostringstream effective;
   options.print_effective(effective);
   if (comm->rank() == 0) std::cout << effective.str();

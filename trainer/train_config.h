@@ -33,6 +33,7 @@ struct TrainSection {
   int64_t max_nonfinite = 5;      // NaN/Inf steps in a row before stopping
   double peak_flops = 0;          // per device dense peak for MFU; 0 = a guess from the device
   std::string device = "auto";    // cpu | cuda | auto
+  std::string comm = "auto";      // auto (NCCL on CUDA / MPI on CPU under mpirun, else single) | single | mpi | nccl
 };
 
 struct OptimConfig {

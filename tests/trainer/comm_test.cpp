@@ -1,5 +1,7 @@
 // Communicator collectives, run as one process and under `mpirun -np 2` / `-np 4`. Each rank contributes
-// values that depend on its rank, and the result is compared with the closed-form sum over ranks.
+// values that depend on its rank, and the result is compared with the closed-form sum over ranks. Also the
+// backend choice for train.comm (a pure function, tested as a table).
+#include "trainer/comm/backend.h"
 #include "trainer/comm/communicator.h"
 
 #include <gtest/gtest.h>
@@ -56,6 +58,65 @@ TEST(Communicator, ScalarsAndIdentity) {
   EXPECT_LT(comm().local_rank(), comm().local_size());
   EXPECT_EQ(comm().backend(), launched_by_mpi() ? "mpi" : "single");
   comm().barrier();
+}
+
+// train.comm: the choice as a table over every request, device, launch and build. Pure, so the same on
+// every rank and on machines without MPI, CUDA or NCCL.
+TEST(ChooseBackend, Table) {
+  using D = TensorDevice;
+  struct Case {
+    const char* requested;
+    D tensors;
+    bool launched, mpi, nccl;
+    const char* want;  // backend, or "error: <substring of the message>"
+  };
+  const Case cases[] = {
+      // auto: one process needs nothing to move whatever the device.
+      {"auto", D::kCpu, false, true, true, "single"},
+      {"auto", D::kCuda, false, true, true, "single"},
+      // auto under mpirun: CPU -> MPI, CUDA -> NCCL (the 2B GPU presets), CUDA without NCCL -> refused.
+      {"auto", D::kCpu, true, true, true, "mpi"},
+      {"auto", D::kCpu, true, true, false, "mpi"},
+      {"auto", D::kCuda, true, true, true, "nccl"},
+      {"auto", D::kCuda, true, true, false, "error: built without it (RG_WITH_NCCL=OFF)"},
+      {"auto", D::kCpu, true, false, false, "error: RG_WITH_MPI=OFF"},
+      {"auto", D::kUnknown, true, true, true, "mpi"},  // tests and benchmarks: as before
+      // Explicit requests.
+      {"mpi", D::kCpu, true, true, true, "mpi"},
+      {"mpi", D::kCuda, true, true, true, "error: moves CPU tensors only, but this run trains on CUDA"},
+      {"mpi", D::kCpu, true, false, false, "error: RG_WITH_MPI=OFF"},
+      {"nccl", D::kCuda, true, true, true, "nccl"},
+      {"nccl", D::kCuda, true, true, false, "error: RG_WITH_NCCL=OFF"},
+      {"nccl", D::kCpu, true, true, true, "error: moves CUDA tensors only, but this run trains on the CPU"},
+      {"nccl", D::kUnknown, true, true, true, "nccl"},
+      {"single", D::kCuda, true, true, true, "single"},
+      {"gloo", D::kCpu, true, true, true, "error: unknown communicator 'gloo'"},
+  };
+  for (const Case& c : cases) {
+    BackendContext ctx;
+    ctx.tensors = c.tensors, ctx.launched_by_mpi = c.launched, ctx.mpi_built = c.mpi, ctx.nccl_built = c.nccl;
+    const std::string want = c.want, label = std::string(c.requested) + " tensors=" +
+                                             std::to_string(static_cast<int>(c.tensors)) + " launched=" +
+                                             std::to_string(c.launched) + " mpi=" + std::to_string(c.mpi) +
+                                             " nccl=" + std::to_string(c.nccl);
+    try {
+      const std::string got = choose_backend(c.requested, ctx);
+      EXPECT_EQ(got, want) << label;
+    } catch (const BackendError& e) {
+      const std::string msg = e.what();
+      EXPECT_EQ(want.rfind("error: ", 0), 0u) << label << ": unexpected error: " << msg;
+      EXPECT_NE(msg.find(want.substr(7)), std::string::npos) << label << ": " << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
+    }
+  }
+}
+
+// The factory applies the choice before starting any backend.
+TEST(ChooseBackend, FactoryRefusesBeforeStartingAnything) {
+  // NCCL moving CPU tensors is refused by the choice, in every build (not built, or the wrong device).
+  EXPECT_THROW(make_communicator("nccl", TensorDevice::kCpu), BackendError);
+  EXPECT_THROW(make_communicator("bogus", TensorDevice::kCpu), BackendError);
+  EXPECT_THROW(make_communicator("mpi", TensorDevice::kCuda), BackendError);
 }
 
 }  // namespace

@@ -1,4 +1,5 @@
-// Backend selection for make_communicator().
+// Backend selection for make_communicator(): choose_backend() decides, the factories build.
+#include "trainer/comm/backend.h"
 #include "trainer/comm/communicator.h"
 
 #include <cstdlib>
@@ -21,24 +22,78 @@ bool launched_by_mpi() {
   return false;
 }
 
-std::unique_ptr<Communicator> make_communicator(const std::string& backend) {
-  const std::string b = backend == "auto" ? (launched_by_mpi() ? "mpi" : "single") : backend;
-  if (b == "single") return make_single_process();
-  if (b == "mpi") {
+BackendContext current_backend_context(TensorDevice tensors) {
+  BackendContext c;
+  c.tensors = tensors;
+  c.launched_by_mpi = launched_by_mpi();
 #ifdef RG_HAVE_MPI
-    return make_mpi();
-#else
-    throw std::runtime_error("communicator 'mpi' requested but rgemma was built with RG_WITH_MPI=OFF");
+  c.mpi_built = true;
 #endif
-  }
-  if (b == "nccl") {
 #ifdef RG_HAVE_NCCL
-    return make_nccl();
-#else
-    throw std::runtime_error("communicator 'nccl' requested but rgemma was built with RG_WITH_NCCL=OFF");
+  c.nccl_built = true;
 #endif
+  return c;
+}
+
+std::string choose_backend(const std::string& requested, const BackendContext& c) {
+  const bool cuda = c.tensors == TensorDevice::kCuda, cpu = c.tensors == TensorDevice::kCpu;
+  const std::string not_built = " was requested but rgemma was built without it";
+  if (requested == "single") return "single";
+  if (requested == "mpi") {
+    if (!c.mpi_built) throw BackendError("communicator 'mpi'" + not_built + " (RG_WITH_MPI=OFF)");
+    if (cuda) {
+      throw BackendError("communicator 'mpi' moves CPU tensors only, but this run trains on CUDA; use 'nccl' "
+                         "(or 'auto'), or train on the CPU");
+    }
+    return "mpi";
   }
-  throw std::invalid_argument("unknown communicator backend '" + backend + "' (auto, single, mpi, nccl)");
+  if (requested == "nccl") {
+    if (!c.nccl_built) {
+      throw BackendError("communicator 'nccl'" + not_built +
+                         " (RG_WITH_NCCL=OFF: it needs a CUDA LibTorch and nccl.h/libnccl at configure time)");
+    }
+    if (cpu) {
+      throw BackendError("communicator 'nccl' moves CUDA tensors only, but this run trains on the CPU; use 'mpi' or "
+                         "'auto'");
+    }
+    return "nccl";
+  }
+  if (requested == "auto") {
+    if (!c.launched_by_mpi) return "single";
+    if (cuda) {
+      if (c.nccl_built) return "nccl";
+      throw BackendError("training on CUDA under mpirun needs the NCCL communicator, but rgemma was built without "
+                         "it (RG_WITH_NCCL=OFF); rebuild with NCCL, or train on the CPU");
+    }
+    if (!c.mpi_built) throw BackendError("launched by mpirun, but rgemma was built without MPI (RG_WITH_MPI=OFF)");
+    return "mpi";
+  }
+  throw BackendError("unknown communicator '" + requested + "' (expected auto, single, mpi or nccl)");
+}
+
+std::unique_ptr<Communicator> make_communicator(const std::string& requested, TensorDevice tensors) {
+  const std::string b = choose_backend(requested, current_backend_context(tensors));
+#ifdef RG_HAVE_NCCL
+  if (b == "nccl") return make_nccl();
+#endif
+#ifdef RG_HAVE_MPI
+  if (b == "mpi") return make_mpi();
+#endif
+  if (b == "single") return make_single_process();
+  throw BackendError("communicator '" + b + "' is not available in this build");  // unreachable: choose checked
+}
+
+std::unique_ptr<Communicator> make_communicator(const std::string& backend) {
+  try {
+    return make_communicator(backend, TensorDevice::kUnknown);
+  } catch (const BackendError& e) {
+    // Callers of this form (tests, benchmarks) expect runtime_error for "not built", invalid_argument
+    // for an unknown name; BackendError is an invalid_argument, so rethrow the former as before.
+    if (backend == "auto" || backend == "single" || backend == "mpi" || backend == "nccl") {
+      throw std::runtime_error(e.what());
+    }
+    throw;
+  }
 }
 
 }  // namespace rg::comm

@@ -28,7 +28,12 @@ MPI_Datatype mpi_type(const torch::Tensor& t) {
 }
 
 void check_cpu_contiguous(const torch::Tensor& t, const char* what) {
-  if (!t.device().is_cpu() || !t.is_contiguous()) {
+  if (!t.device().is_cpu()) {
+    // Not CUDA-aware on purpose: CUDA training goes through NCCL (choose_backend refuses mpi + CUDA up front).
+    throw std::invalid_argument(std::string("MPI communicator: ") + what + " is on " + t.device().str() +
+                                "; MPI moves CPU tensors only (CUDA training needs train.comm = nccl)");
+  }
+  if (!t.is_contiguous()) {
     throw std::invalid_argument(std::string("MPI communicator: ") + what + " must be a contiguous CPU tensor");
   }
 }

@@ -38,7 +38,9 @@ ncclDataType_t nccl_type(const torch::Tensor& t) {
     case torch::kFloat: return ncclFloat32;
     case torch::kDouble: return ncclFloat64;
     case torch::kHalf: return ncclFloat16;
-    case torch::kBFloat16: return ncclBfloat16;
+#if NCCL_VERSION_CODE >= NCCL_VERSION(2, 10, 0)
+    case torch::kBFloat16: return ncclBfloat16;  // bf16 weights move as bf16 (2 bytes, no casts)
+#endif
     case torch::kInt: return ncclInt32;
     case torch::kLong: return ncclInt64;
     case torch::kByte: return ncclUint8;
