@@ -1,6 +1,7 @@
 // Checkpoint directories (atomic collective save, listing, pruning) and the small state files.
 #include "trainer/checkpoint.h"
 
+#include "model/io/json_brief.h"
 #include "model/io/safetensors.h"
 
 #include <torch/serialize.h>
@@ -10,11 +11,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cctype>
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <stdexcept>
+#include <vector>
 
 namespace fs = std::filesystem;
 
@@ -35,6 +39,40 @@ void agree(comm::Communicator& comm, const std::string& error, const std::string
   }
 }
 
+// Deeper than this is not something rgemma wrote. Checked without recursion before a value is copied:
+// nlohmann::json's copy recurses once per level, like dump().
+constexpr size_t kMaxJsonDepth = 64;
+
+bool deeper_than(const nlohmann::json& root, size_t max_depth) {
+  std::vector<std::pair<const nlohmann::json*, size_t>> todo{{&root, 1}};
+  while (!todo.empty()) {
+    const auto [v, depth] = todo.back();
+    todo.pop_back();
+    if (!v->is_structured()) continue;
+    if (depth > max_depth) return true;
+    for (const auto& child : *v) todo.push_back({&child, depth + 1});
+  }
+  return false;
+}
+
+// A key from a file, fit for a one-line message: control characters shown as '?', cut to max_chars.
+std::string printable(const std::string& text, size_t max_chars = 80) {
+  std::string out;
+  for (size_t i = 0; i < text.size() && i < max_chars; ++i) {
+    const auto c = static_cast<unsigned char>(text[i]);
+    out += c < 0x20 || c == 0x7f ? '?' : text[i];
+  }
+  if (text.size() > max_chars) out += "...";
+  return out;
+}
+
+// The directory's own name, also for "DIR/" (filename() of a trailing slash is empty).
+std::string dir_name(const std::string& dir) {
+  fs::path p = fs::path(dir).lexically_normal();
+  if (p.filename().empty()) p = p.parent_path();
+  return p.filename().string();
+}
+
 std::vector<fs::path> files_under(const fs::path& dir) {
   std::vector<fs::path> files;
   for (const auto& e : fs::recursive_directory_iterator(dir)) {
@@ -45,6 +83,119 @@ std::vector<fs::path> files_under(const fs::path& dir) {
 }
 
 }  // namespace
+
+// The first line of an exception's text, cut to a length a one-line message can carry (LibTorch errors
+// append a backtrace; a JSON syntax error quotes the token it stopped at, which may be a whole file).
+std::string one_line_error(const std::exception& e, size_t max_chars) {
+  const auto* c10_error = dynamic_cast<const c10::Error*>(&e);
+  std::string text = c10_error ? c10_error->what_without_backtrace() : e.what();
+  const size_t eol = text.find_first_of("\r\n");
+  if (eol != std::string::npos) text.resize(eol);
+  if (text.size() > max_chars) text = text.substr(0, max_chars) + "...";
+  return text;
+}
+
+std::string optim_shard_file_name(int rank, int world_size) {
+  return "optim-rank" + std::to_string(rank) + "-of-" + std::to_string(world_size) + ".pt";
+}
+
+std::string rng_file_name(int rank) { return "rng-rank" + std::to_string(rank) + ".pt"; }
+
+// ---- checked JSON ------------------------------------------------------------------------------------------
+
+CheckpointJson::CheckpointJson(std::shared_ptr<const nlohmann::json> root, const nlohmann::json* value,
+                               std::string path, std::string field)
+    : root_(std::move(root)), value_(value), path_(std::move(path)), field_(std::move(field)) {}
+
+CheckpointJson CheckpointJson::read(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) throw CheckpointError(path + ": cannot read (" + std::strerror(errno) + ")");
+  auto doc = std::make_shared<nlohmann::json>();
+  try {
+    *doc = nlohmann::json::parse(in);  // the parser keeps its own stack: deep nesting does not recurse
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": not valid JSON: " + one_line_error(e));
+  }
+  const nlohmann::json* value = doc.get();
+  return CheckpointJson(std::move(doc), value, path, "");
+}
+
+void CheckpointJson::fail(const std::string& problem) const {
+  throw CheckpointError(path_ + ": " + (field_.empty() ? std::string("top level") : field_) + ": " + problem);
+}
+
+void CheckpointJson::require_object() const {
+  if (!value_->is_object()) fail("expected an object, got " + io::json_brief(*value_));
+}
+
+bool CheckpointJson::has(const std::string& key) const {
+  require_object();
+  return value_->contains(key);
+}
+
+CheckpointJson CheckpointJson::at(const std::string& key) const {
+  require_object();
+  // a.b for plain keys, a["../x y"] for the others (file names in the marker), so the path stays readable.
+  const bool plain = !key.empty() && std::all_of(key.begin(), key.end(), [](char c) {
+    return std::isalnum(static_cast<unsigned char>(c)) || c == '_';
+  });
+  const std::string name =
+      plain ? (field_.empty() ? key : field_ + "." + key) : field_ + "[\"" + printable(key) + "\"]";
+  const auto it = value_->find(key);
+  if (it == value_->end()) CheckpointJson(root_, value_, path_, name).fail("missing");
+  return CheckpointJson(root_, &*it, path_, name);
+}
+
+CheckpointJson CheckpointJson::at(size_t index) const {
+  const size_t n = array_size();
+  const std::string name = field_ + "[" + std::to_string(index) + "]";
+  if (index >= n) {
+    CheckpointJson(root_, value_, path_, name).fail("missing (the array has " + std::to_string(n) + " values)");
+  }
+  return CheckpointJson(root_, &(*value_)[index], path_, name);
+}
+
+size_t CheckpointJson::array_size() const {
+  if (!value_->is_array()) fail("expected an array, got " + io::json_brief(*value_));
+  return value_->size();
+}
+
+size_t CheckpointJson::object_size() const {
+  require_object();
+  return value_->size();
+}
+
+std::vector<std::string> CheckpointJson::keys() const {
+  require_object();
+  std::vector<std::string> out;
+  for (auto it = value_->begin(); it != value_->end(); ++it) out.push_back(it.key());
+  return out;
+}
+
+int64_t CheckpointJson::integer(int64_t lo, int64_t hi) const {
+  auto range = [&] {
+    const bool open_top = hi == std::numeric_limits<int64_t>::max();
+    return open_top ? "an integer >= " + std::to_string(lo)
+                    : "an integer in [" + std::to_string(lo) + ", " + std::to_string(hi) + "]";
+  };
+  if (!value_->is_number_integer()) fail("expected " + range() + ", got " + io::json_brief(*value_));
+  if (value_->is_number_unsigned() && value_->get<uint64_t>() > static_cast<uint64_t>(std::numeric_limits<int64_t>::max())) {
+    fail("expected " + range() + ", got " + io::json_brief(*value_));
+  }
+  const int64_t v = value_->get<int64_t>();
+  if (v < lo || v > hi) fail("expected " + range() + ", got " + std::to_string(v));
+  return v;
+}
+
+const std::string& CheckpointJson::string() const {
+  if (!value_->is_string()) fail("expected a string, got " + io::json_brief(*value_));
+  return value_->get_ref<const std::string&>();
+}
+
+bool CheckpointJson::boolean() const {
+  if (!value_->is_boolean()) fail("expected true or false, got " + io::json_brief(*value_));
+  return value_->get<bool>();
+}
 
 std::string checkpoint_dir_name(int64_t step) {
   if (step < 0) throw std::invalid_argument("checkpoint step must be >= 0, got " + std::to_string(step));
@@ -85,10 +236,10 @@ std::optional<std::string> find_latest_complete(const std::string& root) {
 std::optional<std::string> resolve_resume(const std::string& resume, const std::string& root) {
   if (resume.empty() || resume == "none") return std::nullopt;
   if (resume == "auto") return find_latest_complete(root);
-  if (!fs::is_directory(resume)) throw std::runtime_error("--resume " + resume + ": no such checkpoint directory");
+  if (!fs::is_directory(resume)) throw CheckpointError("checkpoint.resume: " + resume + ": no such checkpoint directory");
   if (!is_complete(resume)) {
-    throw std::runtime_error("--resume " + resume + ": checkpoint is incomplete (no " + kCheckpointMarker +
-                             " marker; the run that wrote it stopped mid-save)");
+    throw CheckpointError("checkpoint.resume: " + resume + ": checkpoint is incomplete (no " + kCheckpointMarker +
+                          " marker; the run that wrote it stopped mid-save)");
   }
   return resume;
 }
@@ -217,22 +368,153 @@ void write_trainer_state(const std::string& dir, const TrainerState& s) {
 
 TrainerState read_trainer_state(const std::string& dir) {
   const std::string path = dir + "/" + kTrainerStateFile;
-  std::ifstream in(path);
-  if (!in) throw std::runtime_error("cannot read " + path);
-  try {
-    const nlohmann::json j = nlohmann::json::parse(in);
-    TrainerState s;
-    s.step = j.at("step").get<int64_t>();
-    s.tokens = j.at("tokens").get<int64_t>();
-    s.skipped_steps = j.at("skipped_steps").get<int64_t>();
-    s.world_size = j.at("world_size").get<int>();
-    s.schedule = j.at("schedule");
-    s.data_cursor = j.at("data_cursor");
-    s.extra = j.value("extra", nlohmann::json());
-    return s;
-  } catch (const nlohmann::json::exception& e) {
-    throw std::runtime_error(path + ": " + e.what());
+  const CheckpointJson j = CheckpointJson::read(path);
+  j.require_object();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  TrainerState s;
+  s.step = j.at("step").integer(0, kMax);
+  s.tokens = j.at("tokens").integer(0, kMax);
+  s.skipped_steps = j.at("skipped_steps").integer(0, s.step);
+  s.world_size = static_cast<int>(j.at("world_size").integer(1, kMaxWorldSize));
+  // Copied out of the document only once known to be shallow (a copy recurses per nesting level).
+  auto shallow = [](const CheckpointJson& v) -> const nlohmann::json& {
+    if (deeper_than(v.value(), kMaxJsonDepth)) v.fail("nested deeper than " + std::to_string(kMaxJsonDepth) + " levels");
+    return v.value();
+  };
+  const CheckpointJson schedule = j.at("schedule"), cursor = j.at("data_cursor");
+  schedule.require_object();
+  cursor.require_object();
+  s.schedule = shallow(schedule);
+  s.data_cursor = shallow(cursor);
+  if (j.has("extra")) s.extra = shallow(j.at("extra"));
+  return s;
+}
+
+CheckpointManifest verify_checkpoint_files(const std::string& dir) {
+  const std::string marker_path = (fs::path(dir) / kCheckpointMarker).string();
+  const CheckpointJson m = CheckpointJson::read(marker_path);
+  m.require_object();
+  if (!m.has("files")) {
+    m.fail("no file list (an older or foreign marker): the checkpoint's files cannot be checked; resume from a "
+           "checkpoint saved by this rgemma, or start afresh with --checkpoint.resume=none");
   }
+  CheckpointManifest manifest;
+  manifest.step = m.at("step").integer(0, std::numeric_limits<int64_t>::max());
+  const int64_t named_step = parse_checkpoint_step(dir_name(dir));
+  if (named_step >= 0 && named_step != manifest.step) {
+    m.at("step").fail(std::to_string(manifest.step) + ", but the directory is named for step " +
+                      std::to_string(named_step));
+  }
+  manifest.world_size = static_cast<int>(m.at("world_size").integer(1, kMaxWorldSize));
+  const CheckpointJson files = m.at("files");
+  for (const std::string& name : files.keys()) {
+    const CheckpointJson size = files.at(name);
+    const fs::path rel(name);
+    bool escapes = name.empty() || rel.is_absolute() || name.size() > 255 || printable(name, 255) != name;
+    for (const auto& part : rel) escapes = escapes || part == "..";
+    if (escapes) size.fail("not a path inside the checkpoint directory");
+    const uint64_t want = static_cast<uint64_t>(size.integer(0, std::numeric_limits<int64_t>::max()));
+    const fs::path file = fs::path(dir) / rel;
+    std::error_code ec;
+    if (!fs::is_regular_file(file, ec)) {
+      throw CheckpointError(file.string() + ": missing, but listed in " + marker_path + " (deleted after the save)");
+    }
+    const uint64_t have = fs::file_size(file, ec);
+    if (ec) throw CheckpointError(file.string() + ": cannot read its size: " + ec.message());
+    if (have != want) {
+      throw CheckpointError(file.string() + ": " + std::to_string(have) + " bytes, but " + marker_path + " records " +
+                            std::to_string(want) + " (truncated or replaced after the save)");
+    }
+    manifest.files[name] = want;
+  }
+  std::vector<std::string> needed = {kWeightsFile, kTrainerStateFile, kOptimLayoutFile};
+  for (int r = 0; r < manifest.world_size; ++r) {
+    needed.push_back(optim_shard_file_name(r, manifest.world_size));
+    needed.push_back(rng_file_name(r));
+  }
+  for (const std::string& name : needed) {
+    if (!manifest.files.count(name)) {
+      files.fail("does not list " + name + ", which every checkpoint saved by " + std::to_string(manifest.world_size) +
+                 " rank(s) has");
+    }
+  }
+  return manifest;
+}
+
+namespace {
+
+// The weights' header against the model: the same names, shapes, and a floating-point dtype.
+void check_weights_header(const std::string& path, const std::vector<std::pair<std::string, torch::Tensor>>& named) {
+  std::unique_ptr<io::SafetensorsFile> file;
+  try {
+    file = std::make_unique<io::SafetensorsFile>(path);
+  } catch (const std::exception& e) {
+    const std::string what = one_line_error(e);
+    throw CheckpointError(what.find(path) != std::string::npos ? what : path + ": " + what);
+  }
+  for (const auto& [name, t] : named) {
+    if (!file->contains(name)) throw CheckpointError(path + ": no tensor '" + name + "' (the model has it)");
+    const io::TensorInfo& info = file->info(name);
+    if (info.shape != t.sizes().vec()) {
+      throw CheckpointError(path + ": '" + name + "' has shape " + c10::str(c10::IntArrayRef(info.shape)) +
+                            ", the model has " + c10::str(t.sizes()));
+    }
+    if (!c10::isFloatingType(info.dtype)) {
+      throw CheckpointError(path + ": '" + name + "' is " + std::string(c10::toString(info.dtype)) +
+                            ", expected a floating-point dtype");
+    }
+  }
+  if (file->tensors().size() != named.size()) {
+    throw CheckpointError(path + ": " + std::to_string(file->tensors().size()) + " tensors, the model has " +
+                          std::to_string(named.size()));
+  }
+}
+
+}  // namespace
+
+TrainerState read_resume_state(const std::string& dir, int64_t max_steps,
+                               const std::vector<std::pair<std::string, torch::Tensor>>& named_weights) {
+  const CheckpointManifest manifest = verify_checkpoint_files(dir);
+  const std::string marker_path = dir + "/" + kCheckpointMarker, state_path = dir + "/" + kTrainerStateFile;
+  TrainerState s = read_trainer_state(dir);
+  auto fail = [&](const std::string& field, const std::string& problem) {
+    throw CheckpointError(state_path + ": " + field + ": " + problem);
+  };
+  if (s.step != manifest.step) {
+    fail("step", std::to_string(s.step) + ", but " + marker_path + " says " + std::to_string(manifest.step));
+  }
+  if (s.world_size != manifest.world_size) {
+    fail("world_size",
+         std::to_string(s.world_size) + ", but " + marker_path + " says " + std::to_string(manifest.world_size));
+  }
+  if (s.step > max_steps) {
+    fail("step", "the checkpoint is at step " + std::to_string(s.step) + ", beyond train.steps (" +
+                     std::to_string(max_steps) + "); raise --train.steps to continue it, or start afresh with "
+                     "--checkpoint.resume=none");
+  }
+  // Every step reads at least one row and every row holds at least one token.
+  const CheckpointJson cursor_json(nullptr, &s.data_cursor, state_path, "data_cursor");
+  const int64_t cursor = cursor_json.at("cursor").integer(0, std::numeric_limits<int64_t>::max());
+  if (cursor < s.step) {
+    fail("data_cursor.cursor", std::to_string(cursor) + " rows read in " + std::to_string(s.step) + " steps");
+  }
+  if (cursor > s.tokens) fail("tokens", std::to_string(s.tokens) + " tokens in " + std::to_string(cursor) + " rows");
+  if (s.step == 0 && s.tokens != 0) fail("tokens", std::to_string(s.tokens) + " tokens after 0 steps");
+
+  const CheckpointJson layout = CheckpointJson::read(dir + "/" + kOptimLayoutFile);
+  const int64_t layout_world = layout.at("world_size").integer(1, kMaxWorldSize);
+  if (layout_world != manifest.world_size) {
+    layout.at("world_size").fail(std::to_string(layout_world) + ", but " + marker_path + " says " +
+                                 std::to_string(manifest.world_size));
+  }
+  // The optimizer counts the updates it made: the steps not skipped for a non-finite loss.
+  const int64_t updates = layout.at("step").integer(0, std::numeric_limits<int64_t>::max());
+  if (updates != s.step - s.skipped_steps) {
+    layout.at("step").fail(std::to_string(updates) + " optimizer updates, but " + state_path + " has step " +
+                           std::to_string(s.step) + " with " + std::to_string(s.skipped_steps) + " skipped");
+  }
+  check_weights_header(dir + "/" + kWeightsFile, named_weights);
+  return s;
 }
 
 void save_rng_state(const std::string& dir, int rank) {
@@ -242,17 +524,32 @@ void save_rng_state(const std::string& dir, int rank) {
     std::lock_guard<std::mutex> lock(gen.mutex());
     state = gen.get_state();
   }
-  torch::save(state, dir + "/rng-rank" + std::to_string(rank) + ".pt");
+  torch::save(state, dir + "/" + rng_file_name(rank));
 }
 
 bool load_rng_state(const std::string& dir, int rank) {
-  const std::string path = dir + "/rng-rank" + std::to_string(rank) + ".pt";
+  const std::string path = dir + "/" + rng_file_name(rank);
   if (!fs::exists(path)) return false;
-  torch::Tensor state;
-  torch::load(state, path);
+  torch::Tensor state;  // (n) uint8
+  try {
+    torch::load(state, path);
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": not a saved generator state (" + one_line_error(e) + ")");
+  }
   auto gen = at::detail::getDefaultCPUGenerator();
   std::lock_guard<std::mutex> lock(gen.mutex());
-  gen.set_state(state);
+  const int64_t want = gen.get_state().numel();
+  if (!state.defined() || state.scalar_type() != torch::kByte || state.dim() != 1 || state.numel() != want) {
+    throw CheckpointError(path + ": expected the CPU generator's state, " + std::to_string(want) + " bytes (uint8)" +
+                          (state.defined() ? ", got " + std::string(c10::toString(state.scalar_type())) + " " +
+                                                 c10::str(state.sizes())
+                                           : std::string()));
+  }
+  try {
+    gen.set_state(state);
+  } catch (const std::exception& e) {
+    throw CheckpointError(path + ": not a valid generator state (" + one_line_error(e) + ")");
+  }
   return true;
 }
 

@@ -183,11 +183,21 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   }
 
   TrainerState state;
-  if (auto dir = resolve_resume(c.checkpoint.resume, ckpt_root.string())) {
-    optimizer.load_state(*dir);  // also writes the restored master weights into the model
-    state = read_trainer_state(*dir);
-    loader.seek(state.data_cursor.at("cursor").get<uint64_t>());
-    if (!load_rng_state(*dir, rank)) torch::manual_seed(static_cast<uint64_t>(c.train.seed) + 7919 * rank);
+  std::optional<std::string> dir;
+  try {  // every file is checked before anything is loaded; a checkpoint unfit to resume is exit 2
+    dir = resolve_resume(c.checkpoint.resume, ckpt_root.string());
+    if (dir) {
+      std::vector<std::pair<std::string, torch::Tensor>> named;
+      for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
+      state = read_resume_state(*dir, c.train.steps, named);
+      optimizer.load_state(*dir);  // also writes the restored master weights into the model
+      if (!load_rng_state(*dir, rank)) torch::manual_seed(static_cast<uint64_t>(c.train.seed) + 7919 * rank);
+    }
+  } catch (const CheckpointError& e) {
+    throw TrainSetupError(e.what());
+  }
+  if (dir) {
+    loader.seek(static_cast<uint64_t>(state.data_cursor.at("cursor").get<int64_t>()));  // checked >= 0
     std::ostringstream s;
     s << "resumed from " << *dir << " at step " << state.step << " (" << state.tokens << " tokens)";
     if (state.world_size != world) s << "; resharded from " << state.world_size << " to " << world << " ranks";

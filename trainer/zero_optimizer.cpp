@@ -2,6 +2,9 @@
 // Legend: S elements per rank, N ranks, P = N * S padded flat numel.
 #include "trainer/zero_optimizer.h"
 
+#include "model/io/json_brief.h"
+#include "trainer/checkpoint.h"
+
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
@@ -9,6 +12,8 @@
 #include <cstdio>
 #include <cmath>
 #include <fstream>
+#include <limits>
+#include <tuple>
 #include <sstream>
 #include <stdexcept>
 #include <unordered_set>
@@ -20,17 +25,11 @@ bool ends_with(const std::string& s, const std::string& suffix) {
   return s.size() >= suffix.size() && s.compare(s.size() - suffix.size(), suffix.size(), suffix) == 0;
 }
 
-std::string shard_file_name(int rank, int world) {
-  std::ostringstream os;
-  os << "optim-rank" << rank << "-of-" << world << ".pt";
-  return os.str();
-}
-
 // Collectives of the CPU (MPI) backend move only float/int types; bf16/fp16 travel as their bytes,
-// which is exact for a gather.
+// which is exact for a gather. NCCL (CUDA tensors) gathers bf16 as bf16.
 torch::Tensor as_gatherable(const torch::Tensor& t) {
   const auto st = t.scalar_type();
-  if (st == torch::kFloat || st == torch::kDouble) return t;
+  if (t.is_cuda() || st == torch::kFloat || st == torch::kDouble) return t;
   return t.view(torch::kByte);
 }
 
@@ -261,7 +260,7 @@ nlohmann::json ZeroOptimizer::layout_json() const {
                       {"weight_decay", e.weight_decay}});
   }
   nlohmann::json files = nlohmann::json::array();
-  for (int r = 0; r < world_; ++r) files.push_back(shard_file_name(r, world_));
+  for (int r = 0; r < world_; ++r) files.push_back(optim_shard_file_name(r, world_));
   return {{"format", "rgemma-zero-v1"},
           {"world_size", world_},
           {"total_numel", total_},
@@ -283,64 +282,131 @@ void ZeroOptimizer::save_state(const std::string& dir) const {
   archive.write("exp_avg_sq", exp_avg_sq_.cpu());
   archive.write("step", torch::tensor({step_}, torch::kLong));
   archive.write("shard_offset", torch::tensor({shard_offset()}, torch::kLong));
-  archive.save_to(dir + "/" + shard_file_name(rank_, world_));
+  archive.save_to(dir + "/" + optim_shard_file_name(rank_, world_));
   if (rank_ == 0) {
-    std::ofstream out(dir + "/optim-layout.json");
+    const std::string path = dir + "/" + kOptimLayoutFile;
+    std::ofstream out(path);
     out << layout_json().dump(1) << "\n";
-    if (!out) throw std::runtime_error("ZeroOptimizer: cannot write " + dir + "/optim-layout.json");
+    if (!out) throw std::runtime_error("ZeroOptimizer: cannot write " + path);
   }
 }
 
+// Nothing read from the checkpoint is trusted: the layout is checked field by field against this model
+// (types, ranges, and the arithmetic that ties total, shard, padding and world size together), and each
+// shard's tensors against the layout, before a value is copied. Errors are CheckpointError naming the file
+// and field, one line.
 void ZeroOptimizer::load_state(const std::string& dir) {
   torch::NoGradGuard no_grad;
-  const std::string layout_path = dir + "/optim-layout.json";
-  std::ifstream in(layout_path);
-  if (!in) throw std::runtime_error("ZeroOptimizer: missing " + layout_path);
-  nlohmann::json saved;
-  try {
-    saved = nlohmann::json::parse(in);
-  } catch (const std::exception& e) {
-    throw std::runtime_error("ZeroOptimizer: " + layout_path + " is not valid JSON: " + e.what());
+  const std::string layout_path = dir + "/" + kOptimLayoutFile;
+  const CheckpointJson saved = CheckpointJson::read(layout_path);
+  saved.require_object();
+  constexpr int64_t kMax = std::numeric_limits<int64_t>::max();
+  if (saved.at("format").string() != "rgemma-zero-v1") {
+    saved.at("format").fail("expected \"rgemma-zero-v1\", got " + io::json_brief(saved.at("format").value()));
   }
-  // The flat layout must be identical; only the slicing may differ.
-  const nlohmann::json mine = layout_json();
-  if (saved.value("format", "") != "rgemma-zero-v1") throw std::runtime_error("ZeroOptimizer: unknown format in " + layout_path);
-  const auto& sp = saved.at("params");
-  const auto& mp = mine.at("params");
-  for (size_t i = 0; i < std::max(sp.size(), mp.size()); ++i) {
-    if (i >= sp.size() || i >= mp.size() || sp[i].at("name") != mp[i].at("name") ||
-        sp[i].at("shape") != mp[i].at("shape") || sp[i].at("offset") != mp[i].at("offset")) {
-      const std::string have = i < mp.size() ? mp[i].dump() : "(none)";
-      const std::string want = i < sp.size() ? sp[i].dump() : "(none)";
-      throw std::runtime_error("ZeroOptimizer: checkpoint layout differs from the model at parameter " +
-                               std::to_string(i) + ": checkpoint " + want + ", model " + have);
+  // The flat layout must be the model's; only the slicing may differ.
+  auto differs = [](const CheckpointJson& field, const std::string& problem) {
+    field.fail("layout differs from the model: " + problem);
+  };
+  const CheckpointJson params = saved.at("params");
+  if (params.array_size() != entries_.size()) {
+    differs(params, std::to_string(params.array_size()) + " parameters, the model has " + std::to_string(entries_.size()));
+  }
+  for (size_t i = 0; i < entries_.size(); ++i) {
+    const Entry& e = entries_[i];
+    const CheckpointJson p = params.at(i);
+    if (p.at("name").string() != e.name) {
+      differs(p.at("name"), io::json_brief(p.at("name").value()) + ", the model has \"" + e.name + "\" here");
+    }
+    const CheckpointJson shape = p.at("shape");
+    const auto want = e.param.sizes();
+    const std::string model_shape = "the model's '" + e.name + "' has shape " + c10::str(want);
+    if (shape.array_size() != want.size()) differs(shape, std::to_string(shape.array_size()) + " dimensions, " + model_shape);
+    for (size_t d = 0; d < want.size(); ++d) {
+      const int64_t n = shape.at(d).integer(0, kMax);
+      if (n != want[d]) differs(shape.at(d), std::to_string(n) + ", " + model_shape);
+    }
+    const int64_t offset = p.at("offset").integer(0, kMax), numel = p.at("numel").integer(0, kMax);
+    if (offset != e.offset) differs(p.at("offset"), std::to_string(offset) + ", the model's is " + std::to_string(e.offset));
+    if (numel != e.numel) p.at("numel").fail(std::to_string(numel) + ", the shape gives " + std::to_string(e.numel));
+    p.at("weight_decay").boolean();  // informational: the decay rule is this run's
+  }
+  const int64_t total = saved.at("total_numel").integer(0, kMax);
+  if (total != total_) differs(saved.at("total_numel"), std::to_string(total) + ", the model has " + std::to_string(total_));
+  const int old_world = static_cast<int>(saved.at("world_size").integer(1, kMaxWorldSize));
+  const int64_t old_shard = saved.at("shard_numel").integer(1, kMax);
+  if (old_shard != (total_ + old_world - 1) / old_world) {  // also bounds old_shard * old_world below
+    saved.at("shard_numel").fail(std::to_string(old_shard) + ", but " + std::to_string(total_) + " elements over " +
+                                 "world_size " + std::to_string(old_world) + " give " +
+                                 std::to_string((total_ + old_world - 1) / old_world));
+  }
+  const int64_t padded = saved.at("padded_numel").integer(0, kMax), padding = saved.at("padding").integer(0, kMax);
+  if (padded != old_shard * old_world) {
+    saved.at("padded_numel").fail(std::to_string(padded) + ", expected shard_numel x world_size = " +
+                                  std::to_string(old_shard * old_world));
+  }
+  if (padding != padded - total_) {
+    saved.at("padding").fail(std::to_string(padding) + ", expected " + std::to_string(padded - total_));
+  }
+  if (saved.at("master_dtype").string() != "Float") {
+    saved.at("master_dtype").fail("expected \"Float\", got " + io::json_brief(saved.at("master_dtype").value()));
+  }
+  saved.at("param_dtype").string();  // informational: the master is fp32 whatever the parameters were
+  saved.at("zero_stage").integer(1, 2);  // informational: either stage reads the same shards
+  const int64_t saved_step = saved.at("step").integer(0, kMax);
+  const CheckpointJson files = saved.at("shard_files");
+  if (files.array_size() != static_cast<size_t>(old_world)) {
+    files.fail(std::to_string(files.array_size()) + " files, expected world_size = " + std::to_string(old_world));
+  }
+  for (int q = 0; q < old_world; ++q) {
+    const std::string& name = files.at(q).string();
+    if (name != optim_shard_file_name(q, old_world)) {
+      files.at(q).fail(io::json_brief(files.at(q).value()) + ", expected \"" + optim_shard_file_name(q, old_world) + "\"");
     }
   }
-  const int old_world = saved.at("world_size").get<int>();
-  const int64_t old_shard = saved.at("shard_numel").get<int64_t>();
-  const int64_t saved_step = saved.at("step").get<int64_t>();
 
-  // This rank's new range, clipped to the real elements (the padding stays zero).
+  // This rank's new range, clipped to the real elements (the padding stays zero). Each shard it overlaps
+  // is checked whole before its part is copied.
   const int64_t lo = shard_offset(), hi = std::min(lo + shard_, total_);
   master_.zero_();
   exp_avg_.zero_();
   exp_avg_sq_.zero_();
   grad_slice_.zero_();
   for (int64_t q = lo / old_shard; lo < hi && q < old_world && q * old_shard < hi; ++q) {
-    const std::string path = dir + "/" + shard_file_name(static_cast<int>(q), old_world);
-    torch::serialize::InputArchive archive;
+    const std::string path = dir + "/" + optim_shard_file_name(static_cast<int>(q), old_world);
+    torch::Tensor m, ea, eas, st, off;
     try {
+      torch::serialize::InputArchive archive;
       archive.load_from(path);
+      archive.read("master", m);
+      archive.read("exp_avg", ea);
+      archive.read("exp_avg_sq", eas);
+      archive.read("step", st);
+      archive.read("shard_offset", off);
     } catch (const std::exception& e) {
-      throw std::runtime_error("ZeroOptimizer: cannot read optimizer shard " + path + ": " + e.what());
+      throw CheckpointError(path + ": not a readable optimizer shard (" + one_line_error(e) + ")");
     }
-    torch::Tensor m, ea, eas, st;
-    archive.read("master", m);
-    archive.read("exp_avg", ea);
-    archive.read("exp_avg_sq", eas);
-    archive.read("step", st);
-    if (st.item<int64_t>() != saved_step || m.numel() != old_shard) {
-      throw std::runtime_error("ZeroOptimizer: shard " + path + " does not match " + layout_path);
+    auto fail = [&](const std::string& field, const std::string& problem) {
+      throw CheckpointError(path + ": " + field + ": " + problem);
+    };
+    const std::pair<const char*, torch::Tensor> moments[] = {{"master", m}, {"exp_avg", ea}, {"exp_avg_sq", eas}};
+    for (const auto& [field, t] : moments) {
+      if (t.scalar_type() != torch::kFloat || t.dim() != 1 || t.numel() != old_shard) {
+        fail(field, std::string(c10::toString(t.scalar_type())) + " " + c10::str(t.sizes()) + ", expected Float [" +
+                        std::to_string(old_shard) + "] (shard_numel of " + layout_path + ")");
+      }
+      if (!torch::isfinite(t).all().item<bool>()) fail(field, "holds NaN or infinite values");
+    }
+    if ((eas < 0).any().item<bool>()) fail("exp_avg_sq", "holds negative values (a second moment is >= 0)");
+    const std::tuple<const char*, torch::Tensor, int64_t> counters[] = {{"step", st, saved_step},
+                                                                        {"shard_offset", off, q * old_shard}};
+    for (const auto& [field, t, want] : counters) {
+      if (t.scalar_type() != torch::kLong || t.numel() != 1) {
+        fail(field, std::string(c10::toString(t.scalar_type())) + " " + c10::str(t.sizes()) + ", expected one int64");
+      }
+      if (t.item<int64_t>() != want) {
+        fail(field, std::to_string(t.item<int64_t>()) + ", but " + layout_path + " gives " + std::to_string(want));
+      }
     }
     const int64_t a = std::max(lo, q * old_shard), b = std::min(hi, (q + 1) * old_shard);
     const int64_t src = a - q * old_shard, dst = a - lo;

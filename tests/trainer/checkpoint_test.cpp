@@ -1,14 +1,20 @@
 // Checkpoint directories under real ranks: atomic publish with a marker, keep-last-K, incomplete
 // directories ignored by find_latest_complete / --resume, a failing rank leaving earlier checkpoints intact,
-// the state files, and a full save -> resume through CheckpointWriter that continues bit-exactly.
+// the state files, and a full save -> resume through CheckpointWriter that continues bit-exactly. Then the
+// resume checks: a real checkpoint with one thing corrupted per case is refused with a one-line
+// CheckpointError naming the file and field (truncated or missing files, wrong types, floats for
+// integers, out-of-range and inconsistent fields, nested JSON, another model's weights).
 #include "trainer/checkpoint.h"
 #include "trainer/schedule.h"
 #include "trainer/zero_optimizer.h"
 
 #include "tests/trainer/test_support.h"
 
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
+#include <limits>
 
 namespace fs = std::filesystem;
 
@@ -234,6 +240,272 @@ TEST(Checkpoint, ResumeAutoContinuesBitExactly) {
   }
   comm().barrier();
   if (comm().rank() == 0) fs::remove_all(root);
+}
+
+// ---- resume validation: a real checkpoint, then one thing corrupted per case -------------------------------
+
+// A directory of this rank's own (the cases below run on every rank without touching each other's files).
+std::string private_temp_dir() {
+  std::string templ = (fs::temp_directory_path() / "rg-ckpt-bad-XXXXXX").string();
+  if (!mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed for " + templ);
+  return templ;
+}
+
+void write_text(const std::string& path, const std::string& text) { std::ofstream(path, std::ios::trunc) << text; }
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+// Rewrites the marker's sizes to match the files, as if the corruption had happened before the save: the
+// content checks must then find it on their own.
+void remark(const std::string& dir) {
+  nlohmann::json m = read_json(dir + "/" + kCheckpointMarker);
+  for (auto& [name, size] : m["files"].items()) size = fs::file_size(dir + "/" + name);
+  write_text(dir + "/" + kCheckpointMarker, m.dump(1));
+}
+
+// An array nested `depth` deep: enough to overflow the stack of anything that recurses per level
+// (dump(), a copy) with the default 8 MiB, at a few hundred bytes per frame.
+std::string nested_array(int depth) { return std::string(depth, '[') + std::string(depth, ']'); }
+
+// A complete checkpoint at step 8 of a 6-12-2 model (2 data rows per step, 4 tokens per row), written by
+// every rank as the training loop writes it. Shared by the cases below; each copies it first.
+class ResumeChecks : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    root_ = new std::string(rg::test::shared_temp_dir("rg-ckpt-good"));
+    torch::nn::Sequential model = make_model(3);
+    ZeroOptimizer opt(zero_params_from(model->named_parameters()), comm());
+    LrSchedule sched;
+    for (int64_t s = 0; s < 8; ++s) train_step(model, opt, sched, s);
+    CheckpointWriter writer(*root_, 1, comm());
+    *root_ = writer.save(8, [&](const std::string& dir) {
+      opt.save_state(dir);
+      save_rng_state(dir, comm().rank());
+      if (comm().rank() == 0) {
+        save_weights(dir, named(model));
+        TrainerState st;
+        st.step = 8, st.tokens = 64, st.world_size = comm().world_size();
+        st.schedule = sched.to_json();
+        st.data_cursor = {{"cursor", 16}};
+        write_trainer_state(dir, st);
+      }
+    });
+  }
+  static void TearDownTestSuite() {
+    comm().barrier();
+    if (comm().rank() == 0) fs::remove_all(fs::path(*root_).parent_path());
+    delete root_;
+  }
+  void SetUp() override {
+    scratch_ = private_temp_dir();
+    dir_ = scratch_ + "/step-000008";
+    fs::copy(*root_, dir_, fs::copy_options::recursive);
+  }
+  void TearDown() override { fs::remove_all(scratch_); }
+
+  // read_resume_state must throw CheckpointError whose one-line message contains every `parts`.
+  void expect_refused(const std::vector<std::string>& parts, int64_t max_steps = 100) {
+    torch::nn::Sequential model = make_model(4);
+    try {
+      read_resume_state(dir_, max_steps, named(model));
+      ADD_FAILURE() << "accepted; expected an error mentioning " << parts.front();
+    } catch (const CheckpointError& e) {
+      const std::string msg = e.what();
+      for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+      EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
+      EXPECT_LT(msg.size(), 600u) << msg;
+    }
+  }
+  std::string file(const std::string& name) const { return dir_ + "/" + name; }
+
+  static std::string* root_;
+  std::string scratch_, dir_;
+};
+std::string* ResumeChecks::root_ = nullptr;
+
+TEST_F(ResumeChecks, TheGoodOneIsAccepted) {
+  torch::nn::Sequential model = make_model(4);
+  const TrainerState st = read_resume_state(dir_, 8, named(model));
+  EXPECT_EQ(st.step, 8);
+  const CheckpointManifest m = verify_checkpoint_files(dir_);
+  EXPECT_EQ(m.world_size, comm().world_size());
+  EXPECT_EQ(m.files.at(kWeightsFile), fs::file_size(file(kWeightsFile)));
+}
+
+TEST_F(ResumeChecks, TruncatedOrMissingFilesAreFoundFromTheMarker) {
+  fs::resize_file(file(kWeightsFile), fs::file_size(file(kWeightsFile)) - 1);
+  expect_refused({file(kWeightsFile), "bytes, but", "truncated"});
+  fs::copy(*root_ + "/" + kWeightsFile, file(kWeightsFile), fs::copy_options::overwrite_existing);
+  const std::string shard = optim_shard_file_name(0, comm().world_size());
+  fs::resize_file(file(shard), 10);
+  expect_refused({file(shard), "truncated"});
+  fs::copy(*root_ + "/" + shard, file(shard), fs::copy_options::overwrite_existing);
+  fs::remove(file(rng_file_name(0)));
+  expect_refused({file(rng_file_name(0)), "missing"});
+}
+
+TEST_F(ResumeChecks, MarkerMustListEveryFileItNeeds) {
+  nlohmann::json m = read_json(file(kCheckpointMarker));
+  m["files"].erase(kOptimLayoutFile);
+  write_text(file(kCheckpointMarker), m.dump());
+  expect_refused({file(kCheckpointMarker), "files", "does not list optim-layout.json"});
+  m.erase("files");  // a bare marker: nothing to check the files against
+  write_text(file(kCheckpointMarker), m.dump());
+  expect_refused({file(kCheckpointMarker), "no file list"});
+  write_text(file(kCheckpointMarker), R"({"step": 8, "world_size": 1, "files": {"../outside": 3}})");
+  expect_refused({"not a path inside"});
+  write_text(file(kCheckpointMarker), R"({"step": 9, "world_size": 1, "files": {}})");
+  expect_refused({file(kCheckpointMarker), "step", "named for step 8"});
+  write_text(file(kCheckpointMarker), "");
+  expect_refused({file(kCheckpointMarker), "not valid JSON"});
+}
+
+TEST_F(ResumeChecks, TrainerStateFieldsAreTypedAndInRange) {
+  const std::string path = file(kTrainerStateFile);
+  const nlohmann::json good = read_json(path);
+  struct Case {
+    const char* field;
+    nlohmann::json value;
+    const char* expect;
+  };
+  const Case cases[] = {
+      {"step", 1e15, "expected an integer"},      // a float that would "resume" past the end and train nothing
+      {"step", 8.0, "expected an integer"},
+      {"step", -1, "expected an integer >= 0"},
+      {"step", "8", "expected an integer"},
+      {"step", true, "expected an integer"},
+      {"tokens", -5, "expected an integer >= 0"},
+      {"skipped_steps", 9, "expected an integer in [0, 8]"},
+      {"world_size", 0, "expected an integer in [1, "},
+      {"world_size", 4294967297LL, "expected an integer in [1, "},
+      {"schedule", 3, "expected an object"},
+      {"data_cursor", nlohmann::json::array(), "expected an object"},
+  };
+  for (const Case& c : cases) {
+    nlohmann::json j = good;
+    j[c.field] = c.value;
+    write_text(path, j.dump());
+    remark(dir_);
+    SCOPED_TRACE(std::string(c.field) + " = " + j[c.field].dump());
+    expect_refused({path, c.field, c.expect});
+  }
+  nlohmann::json j = good;
+  j.erase("tokens");
+  write_text(path, j.dump());
+  remark(dir_);
+  expect_refused({path, "tokens", "missing"});
+  write_text(path, "{\"step\": 8,");
+  remark(dir_);
+  expect_refused({path, "not valid JSON"});
+}
+
+TEST_F(ResumeChecks, TrainerStateAgreesWithTheMarkerTheCursorAndTheRun) {
+  const std::string path = file(kTrainerStateFile);
+  const nlohmann::json good = read_json(path);
+  auto with = [&](const char* field, const nlohmann::json& value) {
+    nlohmann::json j = good;
+    if (std::string(field) == "cursor") {
+      j["data_cursor"]["cursor"] = value;
+    } else {
+      j[field] = value;
+    }
+    write_text(path, j.dump());
+    remark(dir_);
+  };
+  expect_refused({path, "step", "beyond train.steps (5)", "--checkpoint.resume=none"}, /*max_steps=*/5);
+  with("step", 7);  // the directory and the marker say 8
+  expect_refused({path, "step", "says 8"});
+  with("world_size", comm().world_size() + 1);
+  expect_refused({path, "world_size"});
+  with("cursor", 3);  // 3 rows cannot feed 8 steps
+  expect_refused({path, "data_cursor.cursor", "3 rows read in 8 steps"});
+  with("cursor", -3);
+  expect_refused({path, "data_cursor.cursor", "expected an integer >= 0"});
+  with("cursor", 1.5);
+  expect_refused({path, "data_cursor.cursor", "expected an integer"});
+  with("tokens", 10);  // fewer tokens than rows
+  expect_refused({path, "tokens", "10 tokens in 16 rows"});
+  with("skipped_steps", 2);  // the optimizer made 8 updates: none was skipped
+  expect_refused({file(kOptimLayoutFile), "step", "8 optimizer updates"});
+  // Spliced in as text: a nested json value would recurse in the test itself (copy, dump).
+  with("schedule", "@DEEP@");
+  std::string text;
+  {
+    std::ifstream in(path);
+    text.assign(std::istreambuf_iterator<char>(in), {});
+  }
+  text.replace(text.find("\"@DEEP@\""), 8, "{\"deep\": " + nested_array(200000) + "}");
+  write_text(path, text);
+  remark(dir_);
+  expect_refused({path, "schedule", "nested deeper than"});
+}
+
+TEST_F(ResumeChecks, LayoutHeaderAndWeightsAgreeWithTheModel) {
+  nlohmann::json layout = read_json(file(kOptimLayoutFile));
+  layout["world_size"] = comm().world_size() + 2;
+  write_text(file(kOptimLayoutFile), layout.dump());
+  remark(dir_);
+  expect_refused({file(kOptimLayoutFile), "world_size"});
+  write_text(file(kOptimLayoutFile), nested_array(200000));
+  remark(dir_);
+  expect_refused({file(kOptimLayoutFile), "expected an object", "an array"});
+  fs::copy(*root_ + "/" + kOptimLayoutFile, file(kOptimLayoutFile), fs::copy_options::overwrite_existing);
+  remark(dir_);
+  // Weights of another model: a shape differs.
+  torch::nn::Sequential other(torch::nn::Linear(6, 12), torch::nn::Functional(torch::relu), torch::nn::Linear(12, 3));
+  try {
+    read_resume_state(dir_, 100, named(other));
+    ADD_FAILURE() << "a weights file of another shape was accepted";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find(file(kWeightsFile)), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("shape"), std::string::npos) << e.what();
+  }
+  write_text(file(kWeightsFile), "garbage of any length");
+  remark(dir_);
+  expect_refused({file(kWeightsFile)});
+}
+
+TEST_F(ResumeChecks, RngFileMustBeAGeneratorState) {
+  torch::save(torch::zeros({7}, torch::kFloat), file(rng_file_name(0)));
+  try {
+    load_rng_state(dir_, 0);
+    ADD_FAILURE() << "a float tensor was taken for a generator state";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find(file(rng_file_name(0))), std::string::npos) << e.what();
+  }
+  write_text(file(rng_file_name(0)), "not a torch file");
+  try {
+    load_rng_state(dir_, 0);
+    ADD_FAILURE() << "garbage was loaded";
+  } catch (const CheckpointError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(file(rng_file_name(0))), std::string::npos) << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line, no LibTorch backtrace: " << msg;
+  }
+}
+
+TEST(CheckpointJson, NeverRecursesOnDeepValues) {
+  const std::string dir = private_temp_dir();
+  write_text(dir + "/deep.json", "{\"a\": " + nested_array(200000) + ", \"n\": 18446744073709551615}");
+  const CheckpointJson j = CheckpointJson::read(dir + "/deep.json");
+  try {
+    j.at("a").integer(0, 10);
+    ADD_FAILURE() << "an array taken for an integer";
+  } catch (const CheckpointError& e) {
+    EXPECT_NE(std::string(e.what()).find(dir + "/deep.json: a: expected an integer in [0, 10], got an array"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_THROW(j.at("n").integer(0, std::numeric_limits<int64_t>::max()), CheckpointError);  // > int64
+  EXPECT_THROW(j.at("a").at(0).at(0).string(), CheckpointError);
+  fs::remove_all(dir);
+}
+
+TEST(Checkpoint, ResumeOfAMissingOrUnmarkedDirectoryIsACheckpointError) {
+  EXPECT_THROW(resolve_resume("/nonexistent/step-000001", "/nonexistent"), CheckpointError);
 }
 
 }  // namespace

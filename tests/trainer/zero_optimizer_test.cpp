@@ -5,11 +5,16 @@
 // checkpoint across world sizes; CTest orders them with a fixture.
 #include "trainer/zero_optimizer.h"
 
+#include "trainer/checkpoint.h"
+
 #include "tests/trainer/test_support.h"
 
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
+#include <functional>
+#include <map>
 
 namespace rg::trainer {
 namespace {
@@ -273,6 +278,161 @@ TEST(ZeroOptimizer, LoadRejectsADifferentLayout) {
   }
   comm().barrier();
   if (comm().rank() == 0) std::filesystem::remove_all(dir);
+}
+
+// A saved state with one field of optim-layout.json or of every shard corrupted: load_state refuses it
+// with a one-line CheckpointError naming the file and the field, and never divides by a zero shard size,
+// zeroes the weights for a zero world size, or dumps a deeply nested value. Each rank corrupts a private
+// copy the same way, so every rank throws before the final collective.
+std::string private_copy(const std::string& from) {
+  std::string templ = (std::filesystem::temp_directory_path() / "rg-zero-bad-XXXXXX").string();
+  if (!mkdtemp(templ.data())) throw std::runtime_error("mkdtemp failed");
+  std::filesystem::copy(from, templ + "/ckpt", std::filesystem::copy_options::recursive);
+  return templ + "/ckpt";
+}
+
+nlohmann::json read_layout(const std::string& dir) {
+  std::ifstream in(dir + "/optim-layout.json");
+  return nlohmann::json::parse(in);
+}
+
+void expect_load_refused(const std::string& dir, const std::vector<std::string>& parts) {
+  torch::nn::Sequential model = make_model();
+  ZeroOptimizer opt(zero_params_from(model->named_parameters()), comm(), test_config(1));
+  try {
+    opt.load_state(dir);
+    ADD_FAILURE() << "accepted; expected an error mentioning " << parts.back();
+  } catch (const CheckpointError& e) {
+    const std::string msg = e.what();
+    for (const auto& p : parts) EXPECT_NE(msg.find(p), std::string::npos) << "'" << p << "' not in: " << msg;
+    EXPECT_EQ(msg.find('\n'), std::string::npos) << "one line: " << msg;
+    EXPECT_LT(msg.size(), 600u) << msg;
+  }
+}
+
+TEST(ZeroOptimizer, LoadRefusesMalformedLayoutFields) {
+  const std::string saved = rg::test::shared_temp_dir("rg-zero");
+  {
+    torch::nn::Sequential model = make_model();
+    ZeroOptimizer opt(zero_params_from(model->named_parameters()), comm(), test_config(1));
+    double norm;
+    for (int s = 0; s < 3; ++s) sharded_step(model, opt, s, &norm);
+    opt.save_state(saved);
+  }
+  comm().barrier();
+  const nlohmann::json good = read_layout(saved);
+  const int n = comm().world_size();
+  struct Case {
+    std::string pointer;  // JSON pointer into the layout
+    nlohmann::json value;
+    std::string expect;
+  };
+  // Stands in for an array nested 200,000 deep, spliced into the text: building it as a json value would
+  // recurse in the test itself (copy, dump), with the default 8 MiB stack at a few hundred bytes a level.
+  const std::string deep_mark = "\"@DEEP@\"", deep = std::string(200000, '[') + std::string(200000, ']');
+  const std::vector<Case> cases = {
+      {"/shard_numel", 0, "shard_numel: expected an integer >= 1, got 0"},  // was a division by zero
+      {"/world_size", 0, "world_size: expected an integer in [1, "},       // was every weight zeroed
+      {"/world_size", n + 1, "shard_numel: "},  // 227 elements over n + 1 ranks give another shard size
+      {"/shard_numel", good["shard_numel"].get<int64_t>() + 1, "shard_numel: "},
+      {"/padded_numel", 5, "padded_numel: 5, expected shard_numel x world_size"},
+      {"/padding", -1, "padding: expected an integer >= 0"},
+      {"/total_numel", "227", "total_numel: expected an integer"},
+      {"/total_numel", 226, "total_numel: layout differs from the model: 226"},
+      {"/step", 3.0, "step: expected an integer"},
+      {"/step", 1e15, "step: expected an integer"},
+      {"/format", 1, "format: expected a string"},
+      {"/master_dtype", "BFloat16", "master_dtype: expected \"Float\""},
+      {"/zero_stage", 3, "zero_stage: expected an integer in [1, 2]"},
+      {"/shard_files", nlohmann::json::array(), "shard_files: 0 files"},
+      {"/shard_files/0", "../../etc/passwd", "shard_files[0]: \"../../etc/passwd\", expected"},
+      {"/params/0/shape/0", 17, "params[0].shape[0]: layout differs from the model: 17"},
+      {"/params/0/shape", "@DEEP@", "params[0].shape: layout differs from the model: 1 dimensions"},
+      {"/params/1/name", 7, "params[1].name: expected a string, got 7"},
+      {"/params/2/offset", -4, "params[2].offset: expected an integer >= 0"},
+      {"/params/2/weight_decay", "no", "params[2].weight_decay: expected true or false"},
+      {"/params", "@DEEP@", "params: layout differs from the model: 1 parameters"},
+      {"/params/0", nlohmann::json::array(), "params[0]: expected an object, got an array of 0 values"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.pointer);
+    const std::string dir = private_copy(saved);
+    nlohmann::json layout = good;
+    layout[nlohmann::json::json_pointer(c.pointer)] = c.value;
+    std::string text = layout.dump();
+    if (const size_t at = text.find(deep_mark); at != std::string::npos) text.replace(at, deep_mark.size(), deep);
+    std::ofstream(dir + "/optim-layout.json", std::ios::trunc) << text;
+    expect_load_refused(dir, {dir + "/optim-layout.json: " + c.expect});
+    std::filesystem::remove_all(std::filesystem::path(dir).parent_path());
+  }
+  // Missing keys, a missing file, and not JSON at all: named by path.
+  for (const char* key : {"shard_numel", "world_size", "params"}) {
+    const std::string dir = private_copy(saved);
+    nlohmann::json layout = good;
+    layout.erase(key);
+    std::ofstream(dir + "/optim-layout.json", std::ios::trunc) << layout.dump();
+    expect_load_refused(dir, {dir + "/optim-layout.json: " + key + ": missing"});
+    std::ofstream(dir + "/optim-layout.json", std::ios::trunc) << "{\"format\": ";
+    expect_load_refused(dir, {dir + "/optim-layout.json: not valid JSON"});
+    std::filesystem::remove(dir + "/optim-layout.json");
+    expect_load_refused(dir, {dir + "/optim-layout.json: cannot read"});
+    std::filesystem::remove_all(std::filesystem::path(dir).parent_path());
+  }
+  comm().barrier();
+  if (comm().rank() == 0) std::filesystem::remove_all(saved);
+}
+
+TEST(ZeroOptimizer, LoadRefusesMalformedShards) {
+  const std::string saved = rg::test::shared_temp_dir("rg-zero");
+  {
+    torch::nn::Sequential model = make_model();
+    ZeroOptimizer opt(zero_params_from(model->named_parameters()), comm(), test_config(1));
+    double norm;
+    for (int s = 0; s < 3; ++s) sharded_step(model, opt, s, &norm);
+    opt.save_state(saved);
+  }
+  comm().barrier();
+  const int n = comm().world_size();
+  auto shard = [&](const std::string& dir, int q) { return dir + "/optim-rank" + std::to_string(q) + "-of-" + std::to_string(n) + ".pt"; };
+  // Rewrites every shard with `edit` applied to its tensors (every rank reads at least its own shard).
+  auto rewrite = [&](const std::string& dir, const std::function<void(std::map<std::string, torch::Tensor>&)>& edit) {
+    for (int q = 0; q < n; ++q) {
+      torch::serialize::InputArchive in;
+      in.load_from(shard(dir, q));
+      std::map<std::string, torch::Tensor> t;
+      for (const char* k : {"master", "exp_avg", "exp_avg_sq", "step", "shard_offset"}) in.read(k, t[k]);
+      edit(t);
+      torch::serialize::OutputArchive out;
+      for (const auto& [k, v] : t) out.write(k, v);
+      out.save_to(shard(dir, q));
+    }
+  };
+  struct Case {
+    std::function<void(std::map<std::string, torch::Tensor>&)> edit;
+    std::string expect;
+  };
+  const std::vector<Case> cases = {
+      {[](auto& t) { t["master"][0] = std::nan(""); }, "master: holds NaN or infinite values"},
+      {[](auto& t) { t["exp_avg_sq"][0] = -1.0f; }, "exp_avg_sq: holds negative values"},
+      {[](auto& t) { t["exp_avg"] = t["exp_avg"].narrow(0, 0, 3).clone(); }, "exp_avg: Float [3], expected Float ["},
+      {[](auto& t) { t["master"] = t["master"].to(torch::kDouble); }, "master: Double"},
+      {[](auto& t) { t["step"] = torch::tensor({7}, torch::kLong); }, "step: 7, but"},
+      {[](auto& t) { t["shard_offset"] = torch::tensor({1.5}); }, "shard_offset: Float"},
+      {[](auto& t) { t.erase("exp_avg"); }, "not a readable optimizer shard"},
+  };
+  for (const Case& c : cases) {
+    SCOPED_TRACE(c.expect);
+    const std::string dir = private_copy(saved);
+    rewrite(dir, c.edit);
+    expect_load_refused(dir, {dir + "/optim-rank", c.expect});
+    std::filesystem::remove_all(std::filesystem::path(dir).parent_path());
+  }
+  const std::string dir = private_copy(saved);
+  for (int q = 0; q < n; ++q) std::ofstream(shard(dir, q), std::ios::trunc) << "not an archive";
+  expect_load_refused(dir, {dir + "/optim-rank", "not a readable optimizer shard"});
+  std::filesystem::remove_all(std::filesystem::path(dir).parent_path());
+  comm().barrier();
+  if (comm().rank() == 0) std::filesystem::remove_all(saved);
 }
 
 // Resharding: np 2 writes after 10 steps (ReshardWrite); np 1 and np 4 load it and must continue on the
