@@ -9,6 +9,7 @@ namespace rg {
 Griffin load_pretrained(const std::string& dir, torch::Dtype dtype) {
   io::HfArch arch;
   const ModelConfig config = io::read_hf_config(dir, &arch);
+  io::check_config_fits_weights(config, arch, dir, dir + "/config.json");  // before allocating the model
   Griffin model(config, /*initialise=*/false);
   model->to(dtype);
   io::load_state(*model, dir, arch);

@@ -2,8 +2,11 @@
 // every name, shape and dtype before touching the model, so a bad folder never leaves it half-loaded.
 #include "model/io/hf_checkpoint.h"
 
+#include "model/io/input_file.h"
+
 #include <torch/torch.h>
 
+#include <cmath>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -23,6 +26,7 @@ using nlohmann::json;
 const char kSingleFile[] = "model.safetensors";
 const char kIndexFile[] = "model.safetensors.index.json";
 const char kLmHead[] = "lm_head.weight";
+constexpr uint64_t kMaxIndexBytes = 64ull << 20;
 
 // Module component -> HF Gemma component. RecurrentGemma uses the module names unchanged.
 const std::pair<const char*, const char*> kGemmaNames[] = {
@@ -134,9 +138,13 @@ void load_offered(torch::nn::Module& model, const std::map<std::string, Offered>
     }
   }
   if (!problems.empty()) {
+    // One line (the command prints errors on one line) naming every problem of a real model (the 9B has
+    // ~500 tensors, rarely all wrong); a hostile file with millions of names gets the first thousand.
+    constexpr size_t kShown = 1000;
     std::string msg = source + ": cannot load weights into the model (" + std::to_string(problems.size()) +
-                      (problems.size() == 1 ? " problem):" : " problems):");
-    for (const auto& p : problems) msg += "\n  " + p;
+                      (problems.size() == 1 ? " problem): " : " problems): ");
+    for (size_t i = 0; i < std::min(kShown, problems.size()); ++i) msg += (i ? "; " : "") + problems[i];
+    if (problems.size() > kShown) msg += "; and " + std::to_string(problems.size() - kShown) + " more";
     throw std::runtime_error(msg);
   }
   torch::NoGradGuard no_grad;
@@ -198,13 +206,11 @@ WeightsFolder::WeightsFolder(const std::string& dir) : dir_(dir) {
     throw std::runtime_error(msg);
   }
   json index;
-  {
-    std::ifstream in(index_path);
-    try {
-      index = json::parse(in);
-    } catch (const json::exception& e) {
-      throw std::runtime_error(index_path.string() + ": not valid JSON: " + e.what());
-    }
+  try {
+    // Regular file, bounded size (a 9B index is ~40 KB) and nesting: see input_file.h.
+    index = parse_json_bounded(read_regular_file(index_path.string(), kMaxIndexBytes), index_path.string());
+  } catch (const std::invalid_argument& e) {
+    throw std::runtime_error(e.what());
   }
   const auto map = index.find("weight_map");
   if (!index.is_object() || map == index.end() || !map->is_object()) {
@@ -222,6 +228,10 @@ WeightsFolder::WeightsFolder(const std::string& dir) : dir_(dir) {
                                "' is not a file name inside the folder");
     }
     listed[tensor] = f;
+    if (!file_number.count(f) && !fs::exists(root / f)) {
+      throw std::runtime_error(index_path.string() + ": weight_map['" + tensor + "'] names shard '" + f +
+                               "', which is not in the folder");
+    }
     if (!file_number.count(f)) {
       file_number[f] = files_.size();
       files_.push_back(std::make_unique<SafetensorsFile>((root / f).string()));
@@ -268,6 +278,56 @@ at::Tensor WeightsFolder::view(const std::string& name) const {
   const auto it = where_.find(name);
   if (it == where_.end()) throw std::runtime_error(dir_ + ": no tensor '" + name + "'");
   return files_[it->second]->view(name);
+}
+
+void check_config_fits_weights(const ModelConfig& c, HfArch arch, const std::string& dir,
+                               const std::string& config_source) {
+  const WeightsFolder folder(dir);
+  // Parameters the config describes, in floating point so that no field combination overflows; exact
+  // (count_parameters' formula) while below 2^53. A loadable folder holds every parameter at its shape.
+  const double W = c.width, L = c.lru_width, E = c.mlp_hidden, K = c.conv_width, H = c.num_heads;
+  const double hd = c.head_dim, kv = c.num_kv_heads, bias = c.use_bias ? 1 : 0;
+  const double P = static_cast<double>(c.block_pattern.size());
+  double recurrent_blocks = 0;
+  for (size_t i = 0; i < c.block_pattern.size(); ++i) {
+    if (c.block_pattern[i] != BlockType::kRecurrent) continue;
+    // Blocks i, i + P, i + 2P, ... below depth.
+    recurrent_blocks += static_cast<double>(c.depth) > static_cast<double>(i)
+                            ? std::floor((static_cast<double>(c.depth) - 1 - static_cast<double>(i)) / P) + 1 : 0;
+  }
+  const double attention_blocks = static_cast<double>(c.depth) - recurrent_blocks;
+  const double recurrent = 3 * W * L + 2 * L + W + K * L + L + L + 2 * (std::floor(L * L / H) + L);
+  const double attention = W * H * hd + 2 * W * kv * hd + H * hd * W + bias * W;
+  const double mlp = 3 * W * E + bias * (2 * E + W);
+  const double described = static_cast<double>(c.vocab_size) * W + W + static_cast<double>(c.depth) * (2 * W + mlp) +
+                           recurrent_blocks * recurrent + attention_blocks * attention;
+  double stored = 0;
+  for (const auto& name : folder.names()) {
+    if (name == kLmHead) continue;
+    double n = 1;
+    for (int64_t d : folder.info(name).shape) n *= static_cast<double>(d);
+    stored += n;
+  }
+  // Below 2^26 parameters (256 MB of float32) building the model first costs little, and load_state's
+  // tensor-by-tensor report says more than a count; above, a mismatch is refused before allocating.
+  constexpr double kCheapParameters = 67108864.0;
+  if (described <= stored || described <= kCheapParameters) return;
+  const std::string embed = to_hf_name("embed_tokens.weight", arch);
+  if (folder.contains(embed) && folder.info(embed).shape != std::vector<int64_t>{c.vocab_size, c.width}) {
+    throw std::invalid_argument(config_source + ": vocab_size x hidden_size = [" + std::to_string(c.vocab_size) +
+                                "," + std::to_string(c.width) + "] but '" + embed + "' in " +
+                                fs::path(folder.file_of(embed)).filename().string() + " is " +
+                                shape_text(folder.info(embed).shape) + " (refused before allocating the model)");
+  }
+  auto g = [](double x) {
+    char buf[32];
+    std::snprintf(buf, sizeof buf, "%.4g", x);
+    return std::string(buf);
+  };
+  throw std::invalid_argument(config_source + ": describes " + g(described) + " parameters but the weights in " + dir +
+                              " hold " + g(stored) + " values (vocab_size " + std::to_string(c.vocab_size) +
+                              ", hidden_size " + std::to_string(c.width) + ", num_hidden_layers " +
+                              std::to_string(c.depth) + "): a config.json that does not belong to these weights?");
 }
 
 TensorMap read_weights(const std::string& dir) {

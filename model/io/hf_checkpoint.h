@@ -42,6 +42,13 @@ class WeightsFolder {
   std::map<std::string, size_t> where_;  // tensor -> index in files_
 };
 
+// Refuses, before any model is built, a config that cannot match DIR's weights: an embedding shape
+// other than the stored one, or more parameters than the folder holds. A corrupt or hostile config.json
+// (vocab_size 2e9, a thousand layers) then fails with a message naming `config_source` and the fields,
+// instead of allocating the model first. Throws std::invalid_argument; weights errors as WeightsFolder.
+void check_config_fits_weights(const ModelConfig& config, HfArch arch, const std::string& dir,
+                               const std::string& config_source = "config.json");
+
 // Every tensor of a folder as owned CPU tensors.
 TensorMap read_weights(const std::string& dir);
 

@@ -3,6 +3,8 @@
 // error, so a config we do not understand can never load as a silently different model.
 #include "model/io/hf_config.h"
 
+#include "model/io/input_file.h"
+#include "model/io/json_brief.h"
 #include "model/io/safetensors.h"
 
 #include <cmath>
@@ -19,6 +21,9 @@ namespace {
 
 namespace fs = std::filesystem;
 using nlohmann::json;
+
+constexpr int64_t kMaxConfigInt = 2147483647;  // int32 max; see Reader::integer
+constexpr uint64_t kMaxConfigBytes = 16ull << 20;  // HF config.json files are a few KB
 
 // Keys of PretrainedConfig and of the two HF configs that describe training, generation or bookkeeping,
 // not the forward pass of a causal LM.
@@ -38,13 +43,19 @@ const std::set<std::string> kIgnoredKeys = {
     "exponential_decay_length_penalty", "suppress_tokens", "begin_suppress_tokens", "output_router_logits",
 };
 
+// A value for a message: short strings as they are, anything else (a 100 KB string, an array) in brief.
+std::string shown(const json& v) {
+  return v.is_string() && v.get_ref<const std::string&>().size() <= 80 ? v.get<std::string>() : json_brief(v);
+}
+
 // Reads fields of one config.json, remembering which keys were used.
 class Reader {
  public:
   Reader(const json& j, std::string source) : j_(j), source_(std::move(source)) {}
 
   [[noreturn]] void fail(const std::string& key, const std::string& what) const {
-    throw std::invalid_argument(source_ + ": field '" + key + "': " + what);
+    const std::string name = key.size() <= 80 ? key : key.substr(0, 80) + "...";  // keys are file content too
+    throw std::invalid_argument(source_ + ": field '" + name + "': " + what);
   }
   const json* find(const std::string& key) {
     used_.insert(key);
@@ -57,15 +68,22 @@ class Reader {
     return *v;
   }
   int64_t integer(const json& v, const std::string& key) const {
-    if (!v.is_number_integer()) fail(key, "expected an integer, got " + v.dump());
+    if (!v.is_number_integer()) fail(key, "expected an integer, got " + json_brief(v));
+    // Sizes multiply (vocab x width, window x heads x head_dim): keeping each within int32 keeps every
+    // product of two within int64, and no real model comes near it.
+    if (v.is_number_unsigned() ? v.get<uint64_t>() > kMaxConfigInt : v.get<int64_t>() > kMaxConfigInt) {
+      fail(key, "expected at most " + std::to_string(kMaxConfigInt) + ", got " + json_brief(v));
+    }
     return v.get<int64_t>();
   }
   double number(const json& v, const std::string& key) const {
-    if (!v.is_number()) fail(key, "expected a number, got " + v.dump());
+    if (!v.is_number()) fail(key, "expected a number, got " + json_brief(v));
+    // JSON has no NaN, but 1e999 parses as infinity.
+    if (!std::isfinite(v.get<double>())) fail(key, "expected a finite number, got " + json_brief(v));
     return v.get<double>();
   }
   bool boolean(const json& v, const std::string& key) const {
-    if (!v.is_boolean()) fail(key, "expected true or false, got " + v.dump());
+    if (!v.is_boolean()) fail(key, "expected true or false, got " + json_brief(v));
     return v.get<bool>();
   }
   int64_t req_int(const std::string& key) { return integer(need(key), key); }
@@ -92,7 +110,7 @@ class Reader {
   void check_activation(const std::string& key) {
     const json* v = find(key);
     if (!v || v->is_null()) return;
-    const std::string a = v->is_string() ? v->get<std::string>() : v->dump();
+    const std::string a = shown(*v);
     // Gemma and RecurrentGemma use the tanh GELU; early Gemma configs say "gelu" and HF maps it to tanh.
     if (a != "gelu_pytorch_tanh" && a != "gelu" && a != "gelu_new") {
       fail(key, "rgemma implements the tanh GELU only, got '" + a + "'");
@@ -106,11 +124,11 @@ class Reader {
       rope_ = nullptr;
       return;
     }
-    if (!rope_->is_object()) fail("rope_parameters", "expected an object, got " + rope_->dump());
+    if (!rope_->is_object()) fail("rope_parameters", "expected an object, got " + json_brief(*rope_));
     for (const auto& [key, value] : rope_->items()) {
       if (key == "rope_type" && value == "default") continue;
       if (key == "rope_theta" || key == "partial_rotary_factor") continue;
-      fail("rope_parameters", "'" + key + "': " + value.dump() + " is not implemented (only default RoPE)");
+      fail("rope_parameters", "'" + key + "': " + json_brief(value) + " is not implemented (only default RoPE)");
     }
   }
   double rope_number(const std::string& key, const double* fallback) {
@@ -154,7 +172,7 @@ std::vector<BlockType> read_block_types(Reader& r) {
   if (!v.is_array() || v.empty()) r.fail(key, "expected a non-empty list of \"recurrent\"/\"attention\"");
   std::vector<BlockType> out;
   for (size_t i = 0; i < v.size(); ++i) {
-    const std::string s = v[i].is_string() ? v[i].get<std::string>() : v[i].dump();
+    const std::string s = shown(v[i]);
     if (s == "recurrent") out.push_back(BlockType::kRecurrent);
     else if (s == "attention") out.push_back(BlockType::kAttention);
     else r.fail(key, "entry " + std::to_string(i) + " is '" + s + "', expected \"recurrent\" or \"attention\"");
@@ -229,7 +247,7 @@ ModelConfig from_hf_config(const json& j, const std::string& source, HfArch* arc
   Reader r(j, source);
   const json* type = r.find("model_type");
   if (!type) r.fail("model_type", "missing (expected \"recurrent_gemma\" or \"gemma\")");
-  const std::string model_type = type->is_string() ? type->get<std::string>() : type->dump();
+  const std::string model_type = shown(*type);
   HfArch arch;
   if (model_type == "recurrent_gemma") arch = HfArch::kRecurrentGemma;
   else if (model_type == "gemma") arch = HfArch::kGemma;
@@ -240,11 +258,13 @@ ModelConfig from_hf_config(const json& j, const std::string& source, HfArch* arc
   c.vocab_size = r.req_int("vocab_size");
   c.width = r.req_int("hidden_size");
   c.depth = r.req_int("num_hidden_layers");
+  // Layers are built and counted one by one; no model has near this many.
+  if (c.depth > 65536) r.fail("num_hidden_layers", "expected at most 65536, got " + std::to_string(c.depth));
   c.num_heads = r.req_int("num_attention_heads");
   c.num_kv_heads = r.req_int("num_key_value_heads");
   c.norm_eps = r.req_number("rms_norm_eps");
   const json* scaling = r.find("rope_scaling");
-  if (scaling && !scaling->is_null()) r.fail("rope_scaling", "RoPE scaling is not implemented, got " + scaling->dump());
+  if (scaling && !scaling->is_null()) r.fail("rope_scaling", "RoPE scaling is not implemented, got " + json_brief(*scaling));
   r.read_rope_parameters();
   c.rope_base = r.rope_number("rope_theta", nullptr);
   r.expect_bool("attention_bias", false, "rgemma's attention has no q/k/v biases");
@@ -292,15 +312,8 @@ ModelConfig from_hf_config(const json& j, const std::string& source, HfArch* arc
 
 ModelConfig read_hf_config(const std::string& path, HfArch* arch) {
   const std::string file = fs::is_directory(path) ? (fs::path(path) / "config.json").string() : path;
-  std::ifstream in(file);
-  if (!in) throw std::invalid_argument(file + ": cannot open");
-  json j;
-  try {
-    j = json::parse(in);
-  } catch (const json::exception& e) {
-    throw std::invalid_argument(file + ": not valid JSON: " + e.what());
-  }
-  return from_hf_config(j, file, arch);
+  // Regular files only (a FIFO would block the read forever) and bounded nesting (see input_file.h).
+  return from_hf_config(parse_json_bounded(read_regular_file(file, kMaxConfigBytes), file), file, arch);
 }
 
 void write_hf_config(const std::string& path, const ModelConfig& config, at::ScalarType dtype) {

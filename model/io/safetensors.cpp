@@ -1,6 +1,8 @@
 // safetensors reader (mmap, full header validation) and atomic writer. See safetensors.h for the format.
 #include "model/io/safetensors.h"
 
+#include "model/io/input_file.h"
+
 #include <nlohmann/json.hpp>
 
 #include <fcntl.h>
@@ -131,13 +133,18 @@ std::string torch_dtype_name(at::ScalarType dtype) {
 
 SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
   if (!little_endian_host()) fail(path, "safetensors needs a little-endian host");
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  // O_NONBLOCK: opening a FIFO for reading would otherwise wait for a writer forever; it is refused below.
+  const int fd = ::open(path.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0) fail(path, std::string("cannot open: ") + std::strerror(errno));
   struct stat st {};
   if (::fstat(fd, &st) != 0) {
     const int err = errno;
     ::close(fd);
     fail(path, std::string("cannot stat: ") + std::strerror(err));
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    fail(path, S_ISDIR(st.st_mode) ? "is a folder, not a safetensors file" : "is not a regular file (a FIFO, device or socket)");
   }
   const uint64_t file_size = static_cast<uint64_t>(st.st_size);
   if (file_size < 8) {
@@ -164,9 +171,11 @@ SafetensorsFile::SafetensorsFile(const std::string& path) : path_(path) {
     if (header_size == 0 || bytes[8] != '{') fail(path, "bad header: the JSON header must start with '{'");
     nlohmann::json header;
     try {
-      header = nlohmann::json::parse(bytes + 8, bytes + 8 + header_size);
-    } catch (const nlohmann::json::exception& e) {
-      fail(path, std::string("bad header JSON: ") + e.what());
+      // Bounded nesting: a header is 3 levels deep, and deeper values would be recursed over later.
+      const char* text = reinterpret_cast<const char*>(bytes + 8);
+      header = parse_json_bounded(text, text + header_size, "bad header JSON");
+    } catch (const std::invalid_argument& e) {
+      fail(path, e.what());
     }
     if (!header.is_object()) fail(path, "bad header: not a JSON object");
     data_ = bytes + 8 + header_size;

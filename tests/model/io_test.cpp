@@ -3,15 +3,24 @@
 // files, and load/save of a small module that carries the HF parameter names of spec section 12.
 #include "model/io/hf_checkpoint.h"
 #include "model/io/hf_config.h"
+#include "model/io/input_file.h"
 #include "model/io/safetensors.h"
 #include "model/griffin.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <limits>
+#include <thread>
 
 namespace rg::io {
 namespace {
@@ -673,6 +682,243 @@ TEST_F(IoTest, GriffinRoundTripsThroughAnHfFolder) {
     torch::NoGradGuard g;
     EXPECT_TRUE(same_bytes(a->forward(tokens, pos), b->forward(tokens, pos))) << what;
   }
+}
+
+// ---------------------------------------------------------------------------------------------------
+// Hostile and malformed inputs: every one refused with a one-line message naming the file, never a crash
+// or a hang.
+
+// "[[[...1...]]]" nested `depth` levels deep.
+std::string nested(size_t depth) { return std::string(depth, '[') + "1" + std::string(depth, ']'); }
+
+void expect_refused(const std::string& what, const std::function<void()>& f, const std::string& names,
+                    const std::string& says) {
+  const std::string e = error_of(f);
+  EXPECT_NE(e, "(no error)") << what;
+  EXPECT_NE(e.find(names), std::string::npos) << what << ": message does not name " << names << ": " << e;
+  EXPECT_NE(e.find(says), std::string::npos) << what << ": message lacks '" << says << "': " << e;
+  EXPECT_EQ(e.find('\n'), std::string::npos) << what << ": not one line: " << e;
+}
+
+// A reader blocked on a FIFO is released after two seconds by writing "{}" into it, so that a test of the
+// refusal fails (`released` becomes true) instead of hanging the suite.
+class FifoRelease {
+ public:
+  explicit FifoRelease(std::string path) : path_(std::move(path)), thread_([this] { run(); }) {}
+  ~FifoRelease() {
+    done_ = true;
+    thread_.join();
+  }
+  bool released() const { return released_; }
+
+ private:
+  void run() {
+    const auto until = std::chrono::steady_clock::now() + std::chrono::seconds(2);
+    while (!done_ && std::chrono::steady_clock::now() < until) std::this_thread::sleep_for(std::chrono::milliseconds(20));
+    if (done_) return;
+    const int fd = ::open(path_.c_str(), O_WRONLY | O_NONBLOCK);  // succeeds only when a reader waits
+    if (fd >= 0) {
+      released_ = true;
+      (void)!::write(fd, "{}", 2);
+      ::close(fd);
+    }
+  }
+  std::string path_;
+  std::atomic<bool> done_{false}, released_{false};
+  std::thread thread_;
+};
+
+TEST_F(IoTest, DeeplyNestedJsonIsRefusedNotACrash) {
+  // 100,000 levels: nlohmann's dump(), copy and == recurse once per level and overflow the stack.
+  json base = json::parse(kHubRecurrentGemma2b);
+  std::string text = base.dump();
+  const std::string key = "\"hidden_size\":2560";
+  ASSERT_NE(text.find(key), std::string::npos);
+  text.replace(text.find(key), key.size(), "\"hidden_size\":" + nested(100000));
+  spit(path("config.json"), text);
+  expect_refused("config", [&] { read_hf_config(dir_.string()); }, path("config.json"), "nested deeper than 64");
+
+  spit(path("deep.safetensors"), make_file("{\"__metadata__\":{\"a\":" + nested(100000) + "}}", ""));
+  expect_refused("header", [&] { SafetensorsFile f(path("deep.safetensors")); }, path("deep.safetensors"),
+                 "nested deeper than 64");
+
+  fs::create_directories(path("sharded"));
+  spit(path("sharded/model.safetensors.index.json"), "{\"weight_map\":{\"a\":" + nested(100000) + "}}");
+  expect_refused("index", [&] { WeightsFolder w(path("sharded")); }, "model.safetensors.index.json",
+                 "nested deeper than 64");
+
+  // The bound is a depth, not a size: 64 levels parse, 65 do not.
+  EXPECT_NO_THROW(parse_json_bounded(nested(64), "x"));
+  expect_refused("65 levels", [&] { parse_json_bounded(nested(65), "x.json"); }, "x.json", "nested deeper");
+}
+
+TEST_F(IoTest, NonRegularFilesAreRefusedWithoutBlocking) {
+  fs::create_directories(path("m"));
+  ASSERT_EQ(::mkfifo(path("m/config.json").c_str(), 0600), 0);
+  {
+    FifoRelease release(path("m/config.json"));
+    expect_refused("config FIFO", [&] { read_hf_config(path("m")); }, path("m/config.json"), "FIFO");
+    EXPECT_FALSE(release.released()) << "read_hf_config blocked on a FIFO";
+  }
+  ASSERT_EQ(::mkfifo(path("m/model.safetensors").c_str(), 0600), 0);
+  {
+    FifoRelease release(path("m/model.safetensors"));
+    expect_refused("weights FIFO", [&] { SafetensorsFile f(path("m/model.safetensors")); },
+                   path("m/model.safetensors"), "not a regular file");
+    EXPECT_FALSE(release.released()) << "SafetensorsFile blocked on a FIFO";
+  }
+  fs::create_directories(path("folder.safetensors"));
+  expect_refused("folder", [&] { SafetensorsFile f(path("folder.safetensors")); }, path("folder.safetensors"),
+                 "is a folder");
+  expect_refused("device", [&] { SafetensorsFile f("/dev/zero"); }, "/dev/zero", "not a regular file");
+  expect_refused("device config", [&] { read_hf_config("/dev/zero"); }, "/dev/zero", "is a device");
+  expect_refused("missing config", [&] { read_hf_config(path("nope")); }, path("nope"), "no such file");
+}
+
+// config.json corruptions, each with the message's telling words. Values come from the released 2B config.
+TEST_F(IoTest, MalformedConfigsAreRefusedNamingTheField) {
+  const std::string file = path("config.json");
+  const std::string hub = json::parse(kHubRecurrentGemma2b).dump();
+  auto with = [&](const std::string& key, const std::string& value) {  // replace one top-level "key":value
+    json j = json::parse(hub);
+    j.erase(key);
+    std::string text = j.dump();
+    return text.substr(0, text.size() - 1) + ",\"" + key + "\":" + value + "}";
+  };
+  const std::vector<std::tuple<std::string, std::string, std::string>> cases = {
+      {"empty", "", "not valid JSON"},
+      {"not JSON", "vocab_size = 3", "not valid JSON"},
+      {"an array", "[1, 2]", "expected a JSON object"},
+      {"NaN literal", with("rms_norm_eps", "NaN"), "not valid JSON"},
+      {"infinite eps", with("rms_norm_eps", "1e999"), "number overflow"},
+      {"string width", with("hidden_size", "\"2560\""), "field 'hidden_size': expected an integer"},
+      {"float width", with("hidden_size", "2560.5"), "field 'hidden_size': expected an integer"},
+      {"object width", with("hidden_size", "{\"a\":1}"), "field 'hidden_size': expected an integer, got an object"},
+      {"negative width", with("hidden_size", "-2560"), "width"},
+      {"u64 vocab", with("vocab_size", "18446744073709551615"), "field 'vocab_size': expected at most 2147483647"},
+      {"huge layers", with("num_hidden_layers", "1000000000"), "field 'num_hidden_layers': expected at most"},
+      {"bool window", with("attention_window_size", "true"), "field 'attention_window_size': expected an integer"},
+      {"unknown type", with("model_type", "\"mamba\""), "field 'model_type': 'mamba' is not supported"},
+      {"numeric type", with("model_type", "7"), "field 'model_type': '7' is not supported"},
+      {"long string", with("hidden_activation", "\"" + std::string(100000, 'x') + "\""), "chars)"},
+  };
+  for (const auto& [what, text, says] : cases) {
+    spit(file, text);
+    expect_refused(what, [&] { read_hf_config(dir_.string()); }, file, says);
+  }
+  spit(file, hub);
+  EXPECT_NO_THROW(read_hf_config(dir_.string())) << "the unmodified config must load";
+  // The parser refuses 1e999; a JSON value built in code can still hold infinity.
+  json j = json::parse(hub);
+  j["rms_norm_eps"] = std::numeric_limits<double>::infinity();
+  expect_refused("infinity in code", [&] { from_hf_config(j, "cfg"); }, "cfg",
+                 "field 'rms_norm_eps': expected a finite number");
+}
+
+// Weights-folder corruptions: each refused by WeightsFolder / load_state before the module changes.
+TEST_F(IoTest, MalformedWeightsAreRefusedNamingTheFile) {
+  const ModelConfig c = small_griffin();
+  auto module = build_module(model_params(c));
+  randomise(*module, 3);
+  save_state(*module, c, path("good"));
+  const std::string good = slurp(path("good/model.safetensors"));
+  uint64_t n = 0;
+  for (int i = 7; i >= 0; --i) n = (n << 8) | static_cast<uint8_t>(good[i]);
+  const json header = json::parse(good.substr(8, n));
+  const std::string data = good.substr(8 + n);
+  const TensorMap tensors = read_weights(path("good"));
+  const std::string norm_a = "model.layers.0.temporal_pre_norm.weight", norm_b = "model.layers.0.channel_pre_norm.weight";
+  auto edited = [&](const std::function<void(json&)>& edit) {
+    json h = header;
+    edit(h);
+    return make_file(h.dump(), data);
+  };
+  auto without = [&](const std::string& name) {
+    TensorMap t = tensors;
+    t.erase(name);
+    return t;
+  };
+  struct Case {
+    std::string what;
+    std::function<void(const std::string& dir)> make;  // writes the folder's weights
+    std::string says;
+  };
+  auto file = [](const std::string& bytes) {
+    return [bytes](const std::string& dir) { spit(dir + "/model.safetensors", bytes); };
+  };
+  auto weights = [](const TensorMap& t) {
+    return [t](const std::string& dir) { write_safetensors(dir + "/model.safetensors", t); };
+  };
+  std::string long_length = good;
+  for (int i = 0; i < 8; ++i) long_length[i] = static_cast<char>(((good.size() + 100) >> (8 * i)) & 0xFF);
+  TensorMap extra = tensors, wrong = tensors;
+  extra["model.layers.0.extra.weight"] = torch::zeros({3});
+  wrong[norm_a] = torch::zeros({c.width + 1});
+  const std::vector<Case> cases = {
+      {"truncated", file(good.substr(0, good.size() - 5)), "truncated"},
+      {"cut in the header", file(good.substr(0, 20)), "bad header length"},
+      {"header length beyond the file", file(long_length), "bad header length"},
+      {"header not JSON", file(make_file("{\"a\" 1}", data)), "bad header JSON"},
+      {"offsets past the end", file(edited([&](json& h) { h[norm_a]["data_offsets"][1] = data.size() + 64; })),
+       "run past the data buffer"},
+      // The later of two same-size tensors moved onto the earlier: overlap is met before the hole it leaves.
+      {"overlapping offsets", file(edited([&](json& h) {
+         const bool a_first = h[norm_a]["data_offsets"][0].get<uint64_t>() < h[norm_b]["data_offsets"][0].get<uint64_t>();
+         h[a_first ? norm_b : norm_a]["data_offsets"] = h[a_first ? norm_a : norm_b]["data_offsets"];
+       })),
+       "overlap"},
+      {"offsets not shape x dtype", file(edited([&](json& h) { h[norm_a]["shape"] = {c.width + 1}; })),
+       "does not match its"},
+      {"unknown dtype", file(edited([&](json& h) { h[norm_a]["dtype"] = "F8_E5M2"; })), "unsupported dtype 'F8_E5M2'"},
+      {"shape product overflow",
+       file(edited([&](json& h) { h[norm_a]["shape"] = {uint64_t{1} << 40, uint64_t{1} << 40}; })),
+       "does not match its"},
+      {"negative shape", file(edited([&](json& h) { h[norm_a]["shape"] = {-8}; })), "shape entries must be integers"},
+      {"missing tensor", weights(without(norm_a)), "missing tensor '" + norm_a + "'"},
+      {"extra tensor", weights(extra), "unexpected tensor 'model.layers.0.extra.weight'"},
+      {"wrong shape", weights(wrong), "wrong shape for '" + norm_a + "'"},
+      {"index names a missing shard",
+       [&](const std::string& dir) {
+         write_safetensors(dir + "/model-00001-of-00002.safetensors", without(norm_a));
+         json map = json::object();
+         for (const auto& [name, t] : tensors) map[name] = "model-00001-of-00002.safetensors";
+         map[norm_a] = "model-00002-of-00002.safetensors";
+         spit(dir + "/model.safetensors.index.json", json({{"weight_map", map}}).dump());
+       },
+       "names shard 'model-00002-of-00002.safetensors', which is not in the folder"},
+  };
+  for (const auto& k : cases) {
+    const std::string dir = path("bad");
+    fs::remove_all(dir);
+    fs::create_directories(dir);
+    fs::copy_file(path("good/config.json"), dir + "/config.json");
+    k.make(dir);
+    auto target = build_module(model_params(c));
+    expect_refused(k.what, [&] { load_state(*target, dir); }, dir, k.says);
+    for (const auto& p : target->parameters()) EXPECT_EQ(p.abs().sum().item<double>(), 0.0) << k.what << ": changed";
+  }
+}
+
+// A config.json that cannot belong to the folder's weights is refused before a model is allocated: with a
+// vocab_size of 2^24 and hidden_size 2^16 the model alone would be 4 TiB of float32. Small mismatches
+// are left to load_state, whose report names every tensor.
+TEST_F(IoTest, ConfigThatCannotFitTheWeightsIsRefusedBeforeAllocating) {
+  const ModelConfig c = small_griffin();
+  auto module = build_module(model_params(c));
+  save_state(*module, c, path("m"));
+  EXPECT_NO_THROW(check_config_fits_weights(c, HfArch::kRecurrentGemma, path("m")));
+  ModelConfig wider = c;
+  wider.width = 16, wider.lru_width = 16;  // cheap to build: left to load_state's tensor-by-tensor report
+  EXPECT_NO_THROW(check_config_fits_weights(wider, HfArch::kRecurrentGemma, path("m")));
+  ModelConfig huge = c;
+  huge.vocab_size = int64_t{1} << 24;
+  huge.width = int64_t{1} << 16;
+  expect_refused("huge vocab", [&] { check_config_fits_weights(huge, HfArch::kRecurrentGemma, path("m"), "cfg.json"); },
+                 "cfg.json", "vocab_size x hidden_size = [16777216,65536]");
+  ModelConfig deep = c;
+  deep.depth = 1000, deep.mlp_hidden = 1 << 20;  // the embedding matches; 2.5e10 MLP parameters do not exist
+  expect_refused("deep", [&] { check_config_fits_weights(deep, HfArch::kRecurrentGemma, path("m"), "cfg.json"); },
+                 "cfg.json", "parameters but the weights");
 }
 
 }  // namespace

@@ -1,5 +1,6 @@
 // Hugging Face folders of a real Griffin: save -> load -> save gives identical tensors and logits, bf16
-// storage, a folder for another shape is refused naming the tensors, and `rgemma logits` (the command
+// storage, a folder for another shape is refused naming the tensors (before allocating when the config is
+// far larger than the weights), and `rgemma logits` (the command
 // users run to check parity) writes exactly the in-process forward's logits.
 #include "model/pretrained.h"
 
@@ -10,6 +11,7 @@
 
 #include <cstdlib>
 #include <filesystem>
+#include <fstream>
 
 namespace rg {
 namespace {
@@ -81,6 +83,30 @@ TEST(Pretrained, MismatchedFolderNamesEveryTensor) {
     EXPECT_NE(msg.find("model.embed_tokens.weight"), std::string::npos) << msg;
     EXPECT_NE(msg.find("model.layers.2.temporal_block.q_proj.weight"), std::string::npos) << msg;
     EXPECT_NE(msg.find("64"), std::string::npos) << msg;
+  }
+}
+
+// A config.json whose vocab_size (2^24, within the limits) cannot match the stored embedding [256, 64] is
+// refused before the 4 GB model it describes is allocated, naming the file and both shapes.
+TEST(Pretrained, HugeConfigIsRefusedBeforeAllocating) {
+  torch::manual_seed(5);
+  Griffin model(small_config());
+  const fs::path dir = temp_dir("huge");
+  save_pretrained(model, dir.string());
+  std::ifstream in(dir / "config.json");
+  std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  const std::string key = "\"vocab_size\": 256";
+  ASSERT_NE(text.find(key), std::string::npos) << text;
+  text.replace(text.find(key), key.size(), "\"vocab_size\": 16777216");
+  std::ofstream(dir / "config.json", std::ios::trunc) << text;
+  try {
+    load_pretrained(dir.string());
+    FAIL() << "expected an error";
+  } catch (const std::invalid_argument& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find((dir / "config.json").string()), std::string::npos) << msg;
+    EXPECT_NE(msg.find("[16777216,64] but 'model.embed_tokens.weight' in model.safetensors is [256,64]"),
+              std::string::npos) << msg;
   }
 }
 
