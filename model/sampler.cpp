@@ -2,14 +2,53 @@
 #include "model/sampler.h"
 
 #include <algorithm>
+#include <cmath>
+#include <sstream>
 #include <numeric>
 #include <random>
 #include <stdexcept>
 
 namespace rg {
+namespace {
+
+std::string number_text(double v) {
+  std::ostringstream s;
+  s << v;
+  return s.str();
+}
+
+// NaN or +inf anywhere, or no finite logit at all: softmax would be NaN and argmax arbitrary. -inf alone
+// is a token that cannot be chosen.
+void check_logits(const torch::Tensor& l, const std::string& where) {
+  if (torch::isnan(l).any().item<bool>() || torch::isposinf(l).any().item<bool>() ||
+      (l.numel() > 0 && !torch::isfinite(l).any().item<bool>())) {
+    throw std::runtime_error(where + "the model's logits contain NaN or infinity (corrupt weights, or an overflow "
+                             "in the forward pass); refusing to sample from them");
+  }
+}
+
+}  // namespace
+
+void check_sampler_options(const SamplerOptions& o) {
+  if (o.max_new_tokens < 0) {
+    throw std::invalid_argument("max_new_tokens: expected >= 0, got " + std::to_string(o.max_new_tokens));
+  }
+  if (o.greedy) return;
+  // Written as "inside the range" so that NaN fails every test.
+  if (!(std::isfinite(o.temperature) && o.temperature >= kMinTemperature)) {
+    throw std::invalid_argument("temperature: expected a finite number >= " + number_text(kMinTemperature) +
+                                " (for argmax use greedy), got " + number_text(o.temperature));
+  }
+  if (o.top_k < 0) throw std::invalid_argument("top_k: expected >= 0 (0 = all), got " + std::to_string(o.top_k));
+  if (!(o.top_p > 0 && o.top_p <= 1)) {
+    throw std::invalid_argument("top_p: expected a number in (0, 1], got " + number_text(o.top_p));
+  }
+}
 
 int64_t pick_token(const torch::Tensor& logits, const SamplerOptions& o, double u) {
+  check_sampler_options(o);
   const torch::Tensor l = logits.to(torch::kDouble).contiguous();  // (V)
+  check_logits(l, "sampler: ");
   if (o.greedy) return l.argmax().item<int64_t>();
   const torch::Tensor probs = torch::softmax(l / o.temperature, 0).contiguous();  // (V)
   const double* p = probs.data_ptr<double>();
@@ -41,8 +80,11 @@ int64_t pick_token(const torch::Tensor& logits, const SamplerOptions& o, double 
 
 Generation generate(Griffin& model, const std::vector<std::vector<int64_t>>& prompts, const SamplerOptions& o) {
   if (prompts.empty()) throw std::invalid_argument("generate: no prompts");
-  if (!o.greedy && !(o.temperature > 0)) throw std::invalid_argument("generate: temperature must be > 0");
-  if (!(o.top_p > 0 && o.top_p <= 1)) throw std::invalid_argument("generate: top_p must be in (0, 1]");
+  try {
+    check_sampler_options(o);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("generate: ") + e.what());
+  }
   const int64_t V = model->config().vocab_size, B = static_cast<int64_t>(prompts.size());
   int64_t P = 0;
   for (size_t b = 0; b < prompts.size(); ++b) {
@@ -75,7 +117,8 @@ Generation generate(Griffin& model, const std::vector<std::vector<int64_t>>& pro
   std::mt19937_64 rng(o.seed);
   std::uniform_real_distribution<double> uniform(0.0, 1.0);
   for (int64_t s = 0; s < o.max_new_tokens; ++s) {
-    const torch::Tensor cpu = logits.to(torch::kCPU, torch::kDouble);
+    const torch::Tensor cpu = logits.to(torch::kCPU, torch::kDouble);  // (B, V)
+    check_logits(cpu, "generate: step " + std::to_string(s) + ": ");
     const torch::Tensor logp = torch::log_softmax(cpu, -1);  // (B, V)
     torch::Tensor next = torch::full({B}, o.pad_id, torch::kLong), step_pos = torch::empty({B}, torch::kLong);
     bool any_running = false;

@@ -6,6 +6,9 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <functional>
+#include <limits>
+
 namespace rg {
 namespace {
 
@@ -112,6 +115,79 @@ TEST(Sampler, RejectsBadPrompts) {
   EXPECT_THROW(generate(model, {{}}, o), std::invalid_argument);
   o.temperature = 0;
   EXPECT_THROW(generate(model, {{2}}, o), std::invalid_argument);
+}
+
+// NaN logits used to come out as token V-1 (every comparison with NaN is false, so the inverse-CDF walk ran
+// off the end): they are refused, in both rules, as is +inf (softmax of it is NaN).
+TEST(PickToken, RefusesNonFiniteLogits) {
+  SamplerOptions o;
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  for (const auto& values : {std::vector<double>{0.1, nan, 0.3}, std::vector<double>{nan, nan, nan},
+                             std::vector<double>{0.0, inf, 1.0}, std::vector<double>{-inf, -inf, -inf}}) {
+    const torch::Tensor logits = torch::tensor(values, torch::kDouble);
+    for (bool greedy : {false, true}) {
+      o.greedy = greedy;
+      EXPECT_THROW(pick_token(logits, o, 0.5), std::runtime_error) << logits << " greedy " << greedy;
+    }
+  }
+  // -inf alone is a token that cannot be chosen, not an error.
+  o.greedy = false;
+  EXPECT_EQ(pick_token(torch::tensor({-inf, 0.0, -inf}, torch::kDouble), o, 0.99), 1);
+}
+
+TEST(Sampler, NanWeightsAreAnErrorNotATokenStream) {
+  Griffin model = tiny_model();
+  {
+    torch::NoGradGuard no_grad;
+    model->final_norm->weight.fill_(std::numeric_limits<float>::quiet_NaN());
+  }
+  SamplerOptions o;
+  o.max_new_tokens = 3;
+  try {
+    generate(model, {{2, 5}}, o);
+    FAIL() << "NaN weights produced tokens";
+  } catch (const std::runtime_error& e) {
+    EXPECT_NE(std::string(e.what()).find("NaN"), std::string::npos) << e.what();
+  }
+}
+
+TEST(Sampler, OptionsOutOfRangeAreRefused) {
+  const double nan = std::numeric_limits<double>::quiet_NaN(), inf = std::numeric_limits<double>::infinity();
+  auto refused = [](const std::function<void(SamplerOptions&)>& edit) {
+    SamplerOptions o;
+    edit(o);
+    try {
+      check_sampler_options(o);
+    } catch (const std::invalid_argument& e) {
+      return std::string(e.what());
+    }
+    return std::string("(accepted)");
+  };
+  // 1e-320 is a subnormal > 0 that the old "temperature > 0" check let through: logits / 1e-320 overflow.
+  for (double t : {1e-320, 0.0, -1.0, nan, inf, kMinTemperature / 2}) {
+    EXPECT_EQ(refused([&](SamplerOptions& o) { o.temperature = t; }).rfind("temperature:", 0), 0u) << t;
+  }
+  for (double p : {nan, 0.0, -0.5, 1.5, inf}) {
+    EXPECT_EQ(refused([&](SamplerOptions& o) { o.top_p = p; }).rfind("top_p:", 0), 0u) << p;
+  }
+  EXPECT_EQ(refused([](SamplerOptions& o) { o.top_k = -1; }).rfind("top_k:", 0), 0u);
+  EXPECT_EQ(refused([](SamplerOptions& o) { o.max_new_tokens = -1; }).rfind("max_new_tokens:", 0), 0u);
+  EXPECT_EQ(refused([](SamplerOptions& o) { o.temperature = kMinTemperature; }), "(accepted)");
+  EXPECT_EQ(refused([nan](SamplerOptions& o) { o.greedy = true, o.temperature = nan; }), "(accepted)");  // unused
+  Griffin model = tiny_model();
+  SamplerOptions o;
+  o.temperature = 1e-320;
+  EXPECT_THROW(generate(model, {{2}}, o), std::invalid_argument);
+}
+
+// At the smallest temperature the largest float32 logits still divide to finite values (3.4e38 / 1e-6 =
+// 3.4e44, far below double's 1.8e308), so the choice is the argmax, not NaN.
+TEST(PickToken, SmallestTemperatureStaysFinite) {
+  const float big = std::numeric_limits<float>::max();
+  const torch::Tensor logits = torch::tensor({-big, big, 0.0f, big / 2});
+  SamplerOptions o;
+  o.temperature = kMinTemperature;
+  for (double u : {0.0, 0.5, 0.999}) EXPECT_EQ(pick_token(logits, o, u), 1) << u;
 }
 
 }  // namespace
