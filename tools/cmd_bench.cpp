@@ -48,6 +48,16 @@ double time_median(int64_t repeats, F&& fn) {
 
 void emit(const nlohmann::json& j) { std::cout << j.dump() << std::endl; }
 
+// Sizes and counts must be >= 1 (time_median of zero runs would read an empty vector).
+void require_positive(const rg::config::Options& o, std::initializer_list<std::pair<const char*, int64_t>> values) {
+  for (const auto& [key, v] : values) {
+    if (v < 1) o.fail(key, "expected an integer >= 1, got " + std::to_string(v));
+  }
+}
+void require_threads(const rg::config::Options& o, int64_t threads) {
+  if (threads < 0 || threads > 4096) o.fail("threads", "expected 0 (automatic) to 4096, got " + std::to_string(threads));
+}
+
 double scan_seconds(rg::kernels::ScanImpl impl, int64_t B, int64_t T, int64_t L, bool backward, int64_t repeats) {
   torch::manual_seed(0);
   const torch::Tensor a = (torch::rand({B, T, L}) * 0.5 + 0.5).requires_grad_(backward);
@@ -64,6 +74,8 @@ int bench_scan(int argc, char** argv) {
   o.add("batch", &batch, "batch B").add("seq", &seq, "sequence length T").add("width", &width, "LRU width L")
       .add("threads", &threads, "intra-op threads (0 = cores / local ranks)").add("repeats", &repeats, "timed runs");
   if (!o.parse(argc, argv)) return 0;
+  require_positive(o, {{"batch", batch}, {"seq", seq}, {"width", width}, {"repeats", repeats}});
+  require_threads(o, threads);
   const int used = rg::tools::configure_threads(static_cast<int>(threads));
   double seconds[2][2];
   for (int b = 0; b < 2; ++b) {
@@ -90,6 +102,8 @@ int bench_step(int argc, char** argv) {
       .add("scan", &scan, "scan implementation: auto | reference | fast");
   rg::tools::add_model_source_options(o, &source);
   if (!o.parse(argc, argv)) return 0;
+  require_positive(o, {{"batch", batch}, {"seq", seq}, {"repeats", repeats}});
+  require_threads(o, threads);
   const int used = rg::tools::configure_threads(static_cast<int>(threads));
   rg::Griffin model = rg::tools::make_model(source, o);
   const auto impl = rg::kernels::parse_scan_impl(scan);
@@ -148,14 +162,20 @@ int bench_sample(int argc, char** argv) {
       .add("threads", &threads, "intra-op threads (0 = cores / local ranks)");
   rg::tools::add_model_source_options(o, &source);
   if (!o.parse(argc, argv)) return 0;
+  require_positive(o, {{"batch", batch}});
+  require_threads(o, threads);
+  std::vector<int64_t> counts;
+  for (const auto& text : lengths) {
+    for (int64_t n : rg::tools::parse_int_list(text, "lengths", 1)) counts.push_back(n);
+  }
   const int used = rg::tools::configure_threads(static_cast<int>(threads));
   rg::Griffin model = rg::tools::make_model(source, o);
   model->eval();
   rg::SamplerOptions s;
   s.seed = 1;  // sampled, not greedy, so a random-weight model does not settle into a loop
   const std::vector<std::vector<int64_t>> prompts(batch, std::vector<int64_t>{2, 5, 7, 11});
-  for (const auto& text : lengths) {
-    s.max_new_tokens = std::stoll(text);
+  for (int64_t count : counts) {
+    s.max_new_tokens = count;
     const auto start = Clock::now();
     const rg::Generation g = rg::generate(model, prompts, s);
     const double sec = seconds_since(start);
@@ -212,6 +232,9 @@ int bench_train(int argc, char** argv) {
       .add("worker", &worker, "internal: this process is one rank of a run the parent launched");
   rg::tools::add_model_source_options(o, &source);
   if (!o.parse(argc, argv)) return 0;
+  require_positive(o, {{"batch", batch}, {"seq", seq}, {"repeats", repeats}, {"threads", threads}});
+  if (zero_stage != 1 && zero_stage != 2) o.fail("zero-stage", "expected 1 or 2, got " + std::to_string(zero_stage));
+  const std::vector<int64_t> rank_counts = rg::tools::parse_int_list(ranks, "ranks", 1, 4096);
   if (worker) return bench_train_worker(source, o, batch, seq, repeats, zero_stage);
 
   // Parent: re-run this very command under mpirun once per rank count, as a worker.
@@ -225,7 +248,7 @@ int bench_train(int argc, char** argv) {
   const std::string launcher = std::string(mpiexec ? mpiexec : "mpirun") + " --oversubscribe --bind-to none" +
                                (geteuid() == 0 ? " --allow-run-as-root" : "");
   double per_rank_1 = 0;
-  for (int64_t np : rg::tools::parse_ids(ranks, "ranks")) {
+  for (int64_t np : rank_counts) {
     const std::string cmd = "RG_THREADS=" + std::to_string(threads) + " " + launcher + " -np " + std::to_string(np) +
                             " '" + self + "' bench train" + args + " --worker";
     FILE* pipe = popen(cmd.c_str(), "r");
@@ -233,8 +256,13 @@ int bench_train(int argc, char** argv) {
     std::string out;
     char buf[4096];
     while (size_t got = fread(buf, 1, sizeof buf, pipe)) out.append(buf, got);
-    if (pclose(pipe) != 0) throw std::runtime_error("bench train: " + cmd + " failed:\n" + out);
-    const auto line = nlohmann::json::parse(out.substr(out.rfind('{')));
+    if (pclose(pipe) != 0) {
+      std::cerr << out;  // the ranks' own messages, then our one-line error
+      throw std::runtime_error("bench train: " + cmd + " failed (its output is above)");
+    }
+    const size_t brace = out.rfind('{');
+    if (brace == std::string::npos) throw std::runtime_error("bench train: " + cmd + " printed no JSON result");
+    const auto line = nlohmann::json::parse(out.substr(brace));
     emit(line);
     const double per_rank = line.at("tokens_per_s_per_rank").get<double>();
     if (np == 1) per_rank_1 = per_rank;

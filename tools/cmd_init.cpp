@@ -18,7 +18,7 @@ int run_init(int argc, char** argv) {
   options.required("output");
   if (!options.parse(argc, argv)) return 0;
   if (!source.dir.empty()) options.fail("model", "init builds a new model from [model] keys; drop --model");
-  rg::Griffin model = rg::tools::make_model(source, options);
+  rg::Griffin model = rg::tools::make_model(source, options, /*compute=*/false);  // float16 only stored
   rg::save_pretrained(model, output, rg::io::parse_float_dtype(source.dtype));
   std::cout << "init: " << model->num_parameters() << " parameters -> " << output << "\n";
   return 0;

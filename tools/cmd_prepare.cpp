@@ -2,6 +2,9 @@
 // with a progress bar on stderr and a one-line summary on stdout. The work is rg::data::prepare_*.
 #include "configs/options.h"
 #include "tools/command.h"
+#include "tools/model_source.h"
+
+#include <filesystem>
 
 #ifdef RG_WITH_HDF5
 #include "data/prepare.h"
@@ -44,6 +47,13 @@ int run_prepare(int argc, char** argv) {
   if (p.validation_fraction < 0 || p.validation_fraction >= 1) options.fail("validation", "expected a fraction in [0, 1)");
   if (p.overlong != "drop" && p.overlong != "truncate") options.fail("overlong", "expected drop or truncate");
   if (p.document != "file" && p.document != "block") options.fail("document", "expected file or block");
+  // Inputs are files or folders of files; a FIFO or device would block or never end. (Missing paths are
+  // left to prepare_*, which reports them in its own words.)
+  namespace fs = std::filesystem;
+  if (fs::exists(p.tokenizer)) rg::tools::require_input_file(p.tokenizer, "tokenizer");
+  for (const auto& in : inputs) {
+    if (fs::exists(in) && !fs::is_directory(in)) rg::tools::require_input_file(in, "input");
+  }
 
   p.progress = rg::data::console_progress(std::cerr, "prepare " + what);
   const rg::data::PrepareSummary s = what == "text"         ? rg::data::prepare_text(inputs, p)

@@ -4,6 +4,7 @@
 #include "configs/options.h"
 #include "data/tokenizer.h"
 #include "tools/command.h"
+#include "tools/model_source.h"
 
 #include <unistd.h>
 
@@ -46,7 +47,7 @@ int run_tokenizer(int argc, char** argv) {
   if (model_type != "unigram" && model_type != "bpe") options.fail("model-type", "expected unigram or bpe");
   std::string joined;
   for (const auto& in : inputs) {
-    if (!fs::is_regular_file(in)) throw std::runtime_error(in + ": no such file");
+    rg::tools::require_input_file(in, "input");  // a FIFO or folder would hang or fail inside sentencepiece
     joined += (joined.empty() ? "" : ",") + in;
   }
 

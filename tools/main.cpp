@@ -5,6 +5,7 @@
 #include "tools/command.h"
 
 #include <ATen/Parallel.h>
+#include <c10/util/Exception.h>
 #include <dlfcn.h>
 #include <malloc.h>
 #include <unistd.h>
@@ -13,6 +14,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <iostream>
+#include <new>
 #include <thread>
 
 namespace rg::tools {
@@ -69,6 +71,17 @@ void print_usage(std::ostream& out) {
          "(--config FILE, repeatable) and --section.key=value overrides.\n";
 }
 
+// Errors print on one line: a message that spans several (a child's output, a library's list) is joined.
+std::string one_line(std::string text) {
+  while (!text.empty() && (text.back() == '\n' || text.back() == ' ')) text.pop_back();
+  std::string out;
+  for (char c : text) {
+    if (c == '\n') out += out.empty() || out.back() == ' ' ? "| " : " | ";
+    else out += c;
+  }
+  return out;
+}
+
 }  // namespace
 
 // glibc returns every freed block above 128 KiB to the kernel, so each activation tensor of a training
@@ -113,13 +126,22 @@ int main(int argc, char** argv) {
   try {
     return it->run(static_cast<int>(args.size()), args.data());
   } catch (const rg::config::ConfigError& e) {
-    std::cerr << full << ": " << e.what() << "\n";
+    std::cerr << full << ": " << one_line(e.what()) << "\n";
     return 2;
   } catch (const rg::data::DataError& e) {  // a bad data file: 2 when unusable as given (BadDataFile), else 1
     std::cerr << full << ": " << (e.exit_code() == 2 ? "" : "error: ") << e.what() << "\n";
     return e.exit_code();
+  } catch (const c10::Error& e) {
+    // what() carries a 20-30 line C++ backtrace; the message alone is what a user can act on.
+    std::cerr << full << ": error: " << one_line(e.what_without_backtrace()) << "\n";
+    return 1;
+  } catch (const std::bad_alloc&) {
+    // Allocations we can size are checked and named where they happen (tools/model_source.h); this is
+    // one that was not.
+    std::cerr << full << ": error: out of memory (an allocation failed; try a smaller model, batch or sequence)\n";
+    return 1;
   } catch (const std::exception& e) {
-    std::cerr << full << ": error: " << e.what() << "\n";
+    std::cerr << full << ": error: " << one_line(e.what()) << "\n";
     return 1;
   }
 }
