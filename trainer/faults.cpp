@@ -1,10 +1,12 @@
-// NonFiniteGuard, run_or_abort and the stop-signal flag.
+// NonFiniteGuard, run_or_abort, the stop-signal flag and the RG_FAULT_INJECT test hook.
 #include "trainer/faults.h"
 
 #include <atomic>
 #include <cmath>
 #include <csignal>
 #include <cstdio>
+#include <cstdlib>
+#include <sstream>
 
 namespace rg::trainer {
 
@@ -33,6 +35,30 @@ bool NonFiniteGuard::should_skip(comm::Communicator& comm, int64_t step, double 
                          "resume from an earlier checkpoint.");
   }
   return true;
+}
+
+FaultInjection FaultInjection::parse(const std::string& spec) {
+  FaultInjection f;
+  std::stringstream items(spec);
+  for (std::string item; std::getline(items, item, ',');) {
+    if (item.empty()) continue;
+    const size_t eq = item.find('=');
+    const std::string key = item.substr(0, eq);
+    int64_t* target = key == "nan-loss-from" ? &f.nan_loss_from : key == "nan-weights-at" ? &f.nan_weights_at : nullptr;
+    char* end = nullptr;
+    const long long value = eq == std::string::npos ? 0 : std::strtoll(item.c_str() + eq + 1, &end, 10);
+    if (!target || eq == std::string::npos || *end != '\0' || end == item.c_str() + eq + 1 || value < 1) {
+      throw std::invalid_argument("RG_FAULT_INJECT: '" + item +
+                                  "' is not nan-loss-from=STEP or nan-weights-at=STEP (STEP >= 1)");
+    }
+    *target = value;
+  }
+  return f;
+}
+
+FaultInjection FaultInjection::from_env() {
+  const char* spec = std::getenv("RG_FAULT_INJECT");
+  return spec ? parse(spec) : FaultInjection{};
 }
 
 void run_or_abort(comm::Communicator& comm, const std::function<void()>& fn, int exit_code) {

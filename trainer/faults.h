@@ -1,6 +1,7 @@
 // Fault handling shared by the training loops: non-finite steps agreed across ranks (skip, count, stop
 // after K in a row), a rank that throws ends the whole job instead of leaving the others blocked in a
-// collective, and SIGTERM/SIGINT turned into a flag the loop polls (to checkpoint and exit cleanly).
+// collective, SIGTERM/SIGINT turned into a flag the loop polls (to checkpoint and exit cleanly), and the
+// RG_FAULT_INJECT test hook that provokes the non-finite paths on purpose.
 #pragma once
 
 #include "trainer/comm/communicator.h"
@@ -32,6 +33,20 @@ class NonFiniteGuard {
   int max_consecutive_;
   int consecutive_ = 0;
   int64_t skipped_total_ = 0;
+};
+
+// Test hook for the loop's failure paths, read from the environment variable RG_FAULT_INJECT (unset in
+// real runs), so command-line tests can reach them without a diverging model:
+//   nan-loss-from=N    the loss of step N (1-based) and of every later step is NaN (the update is skipped;
+//                      the weights stay those of step N-1)
+//   nan-weights-at=N   a NaN is written into the model's weights after step N's update
+// Several are separated by commas. Anything else throws std::invalid_argument naming the variable.
+struct FaultInjection {
+  int64_t nan_loss_from = 0;   // 0: off
+  int64_t nan_weights_at = 0;  // 0: off
+  bool nan_loss(int64_t step) const { return nan_loss_from > 0 && step >= nan_loss_from; }
+  static FaultInjection parse(const std::string& spec);
+  static FaultInjection from_env();  // parse(getenv("RG_FAULT_INJECT")), all off when unset
 };
 
 // Runs fn. If it throws, prints "rgemma: rank R: <what>" to stderr and calls comm.abort(exit_code): under

@@ -10,11 +10,13 @@
 
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "model/io/hf_config.h"
 #include "model/io/safetensors.h"
 #include "model/pretrained.h"
 #include "trainer/checkpoint.h"
 #include "trainer/faults.h"
 #include "trainer/metrics.h"
+#include "trainer/preflight.h"
 #include "trainer/recompute.h"
 #include "trainer/schedule.h"
 #include "trainer/zero_optimizer.h"
@@ -28,6 +30,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <limits>
 #include <sstream>
 
 namespace rg::trainer {
@@ -46,7 +49,12 @@ MicroBatch to_device(const data::Batch& b, const torch::Device& device) {
                 // copy=true: on the CPU .to() would otherwise alias the Batch's vector, which dies here.
                 torch::from_blob(const_cast<float*>(b.loss_mask.data()), {b.rows, b.seq}, torch::kFloat)
                     .to(device, torch::kFloat, /*non_blocking=*/false, /*copy=*/true)};
-  for (float m : b.loss_mask) d.mask_sum += m;
+  for (int64_t r = 0; r < b.rows; ++r) {
+    double row = 0;
+    for (int64_t p = 0; p < b.seq; ++p) row += b.loss_mask[r * b.seq + p];
+    d.mask_sum += row;
+    if (row == 0) ++d.unsupervised_rows;
+  }
   return d;
 }
 
@@ -75,6 +83,63 @@ void broadcast_parameters(Griffin& model, comm::Communicator& comm) {
   }
 }
 
+// The data set's kind, vocabulary, tokenizer, special ids and split sizes against the run, before any work
+// (TrainSetupError, exit 2). Returns what it read.
+data::DatasetInfo check_training_data(Task task, const TrainConfig& c, int64_t model_vocab_size) {
+  const data::DatasetInfo info = data::read_dataset_info(c.data.train);
+  const auto want_kind = task == Task::kPretrain ? data::DatasetKind::kText : data::DatasetKind::kChat;
+  if (info.kind != want_kind) {
+    throw TrainSetupError("data.train: " + c.data.train + " is a " + data::kind_name(info.kind) + " dataset; rgemma " +
+                          (task == Task::kPretrain ? "pretrain" : "sft") + " needs a " + data::kind_name(want_kind) +
+                          " dataset (rgemma prepare " + data::kind_name(want_kind) + ")");
+  }
+  std::string tokenizer;
+  if (!c.data.tokenizer.empty()) {
+    try {
+      tokenizer = data::tokenizer_id(c.data.tokenizer);
+    } catch (const data::DataError& e) {
+      throw TrainSetupError(std::string("data.tokenizer: ") + e.what());
+    }
+  }
+  check_dataset_fits_model(info, model_vocab_size, tokenizer);
+  check_split_fits_row(info, /*validation=*/false, c.data.seq_len, c.data.pack);
+  check_split_fits_row(info, /*validation=*/true, c.data.seq_len, c.data.pack);
+  return info;
+}
+
+// The first parameter holding a NaN or Inf, on any rank; "" when every weight is finite. Collective.
+std::string nonfinite_parameter(Griffin& model, comm::Communicator& comm) {
+  torch::NoGradGuard no_grad;
+  std::string name;
+  for (const auto& p : model->named_parameters()) {
+    if (!torch::isfinite(p.value()).all().item<bool>()) {
+      name = p.key();
+      break;
+    }
+  }
+  const bool anywhere = comm.all_reduce_scalar(name.empty() ? 0.0 : 1.0, /*max=*/true) > 0;
+  return anywhere && name.empty() ? std::string("a parameter on another rank") : name;
+}
+
+// Test hook (RG_FAULT_INJECT=nan-weights-at=N): what a diverged update leaves behind.
+void poison_weights(Griffin& model) {
+  torch::NoGradGuard no_grad;
+  model->parameters().front().view(-1)[0].fill_(std::numeric_limits<double>::quiet_NaN());
+}
+
+// This host's physical memory in bytes; 0 when unknown.
+double physical_memory() {
+  const long pages = sysconf(_SC_PHYS_PAGES), page_size = sysconf(_SC_PAGE_SIZE);
+  return pages > 0 && page_size > 0 ? static_cast<double>(pages) * static_cast<double>(page_size) : 0;
+}
+
+// Where a failed run can be picked up again, for its error message.
+std::string last_checkpoint_note(const fs::path& ckpt_root) {
+  const auto latest = find_latest_complete(ckpt_root.string());
+  return latest ? "the last checkpoint, " + *latest + ", is kept (resume from it with a lower optim.lr)"
+                : "there is no earlier checkpoint to resume from (see checkpoint.every)";
+}
+
 }  // namespace
 
 double masked_token_loss(Griffin& model, const torch::Tensor& hidden, const torch::Tensor& targets,
@@ -101,16 +166,26 @@ double masked_token_loss(Griffin& model, const torch::Tensor& hidden, const torc
 StepResult train_step(Griffin& model, ZeroOptimizer& optimizer, comm::Communicator& comm,
                       const std::vector<MicroBatch>& micro, double max_grad_norm, double lr, NonFiniteGuard& guard,
                       int64_t step) {
-  double local_count = 0;
-  for (const MicroBatch& b : micro) local_count += b.mask_sum;
-  const double global_count = std::max(comm.all_reduce_scalar(local_count), 1.0);
+  double local_count = 0, local_unsupervised = 0;
+  for (const MicroBatch& b : micro) local_count += b.mask_sum, local_unsupervised += b.unsupervised_rows;
+  const double global_count = comm.all_reduce_scalar(local_count);
+  StepResult r;
+  r.unsupervised_rows = static_cast<int64_t>(comm.all_reduce_scalar(local_unsupervised));
+  if (!(global_count > 0)) {  // every rank sees the same sum, so every rank throws
+    int64_t rows = 0;
+    for (const MicroBatch& b : micro) rows += b.tokens.size(0);
+    throw std::runtime_error(
+        "step " + std::to_string(step) + ": no target of the global batch (" + std::to_string(rows * comm.world_size()) +
+        " rows of " + std::to_string(micro.empty() ? 0 : micro.front().tokens.size(1)) +
+        " tokens) is supervised: every loss mask is 0, so the step would report loss 0 and train on nothing (SFT: "
+        "the model turns start after data.seq_len tokens; raise data.seq_len or prepare shorter prompts)");
+  }
   optimizer.zero_grad();
   double local_loss = 0;
   for (const MicroBatch& b : micro) {
     local_loss += masked_token_loss(model, model->hidden(b.tokens, b.segment_pos), b.targets, b.loss_mask,
                                     1.0 / global_count);
   }
-  StepResult r;
   r.loss = comm.all_reduce_scalar(local_loss) / global_count;
   optimizer.reduce_gradients(1.0);  // each rank's gradient already carries the global normalisation
   r.grad_norm = optimizer.clip_grad_norm(max_grad_norm);
@@ -127,17 +202,32 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   };
   const char* task_name = task == Task::kPretrain ? "pretrain" : "sft";
 
-  // ---- set-up ---------------------------------------------------------------------------------------------
-  const int64_t global_rows = c.data.micro_batch * c.train.grad_accum * world;
-  if (c.train.global_batch > 0 && c.train.global_batch != global_rows) {
-    throw TrainSetupError("train.global_batch: " + std::to_string(c.train.global_batch) +
-                          " rows requested, but data.micro_batch (" + std::to_string(c.data.micro_batch) +
-                          ") x train.grad_accum (" + std::to_string(c.train.grad_accum) + ") x ranks (" +
-                          std::to_string(world) + ") = " + std::to_string(global_rows) +
-                          "; change train.grad_accum or data.micro_batch so the product matches");
-  }
+  // ---- checks before any work: sizes, ids and settings that cannot work stop here (exit 2) ---------------------
+  const BatchShape batch = global_batch_shape(c.data.micro_batch, c.train.grad_accum, world, c.data.seq_len,
+                                              c.train.global_batch);
+  const int64_t global_rows = batch.rows;
   const torch::Device device = pick_device(c.train.device, comm);
   const bool bf16 = c.train.dtype == "bfloat16" || (c.train.dtype == "auto" && device.is_cuda());
+  // With init_from the folder's config.json defines the model; read it (not the weights) to check against.
+  const ModelConfig planned = c.train.init_from.empty() ? model_config : io::read_hf_config(c.train.init_from);
+  const data::DatasetInfo data_info = check_training_data(task, c, planned.vocab_size);
+  LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps, c.optim.decay, c.optim.min_lr_ratio};
+  try {
+    schedule.validate();
+  } catch (const std::invalid_argument& e) {
+    throw TrainSetupError(std::string("[optim] ") + e.what());
+  }
+  FaultInjection faults;
+  try {
+    faults = FaultInjection::from_env();
+  } catch (const std::invalid_argument& e) {
+    throw TrainSetupError(e.what());
+  }
+  const MemoryEstimate memory =
+      estimate_memory(count_parameters(planned).total, bf16, world, c.optim.zero_stage, c.data.micro_batch,
+                      c.train.grad_accum, c.data.seq_len, planned.vocab_size);
+
+  // ---- set-up ---------------------------------------------------------------------------------------------
   const fs::path out = c.train.out, ckpt_root = out / "checkpoints";
   if (rank == 0) {
     fs::create_directories(out);
@@ -146,13 +236,17 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   comm.barrier();
 
   Griffin model{nullptr};
-  if (!c.train.init_from.empty()) {
-    model = load_pretrained(c.train.init_from);
-  } else {
-    torch::manual_seed(static_cast<uint64_t>(c.train.seed));
-    model = Griffin(model_config);
+  try {
+    if (!c.train.init_from.empty()) {
+      model = load_pretrained(c.train.init_from);
+    } else {
+      torch::manual_seed(static_cast<uint64_t>(c.train.seed));
+      model = Griffin(model_config);
+    }
+    model->to(device);
+  } catch (...) {
+    rethrow_one_line("building the model on " + device.str(), memory.describe());
   }
-  model->to(device);
   broadcast_parameters(model, comm);
   if (c.train.recompute) enable_recompute(model);
   const ModelConfig& mc = model->config();
@@ -161,26 +255,25 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   lo.path = c.data.train, lo.rank = rank, lo.world_size = world, lo.seq_len = c.data.seq_len;
   lo.micro_batch = c.data.micro_batch, lo.seed = static_cast<uint64_t>(c.data.seed), lo.pack = c.data.pack;
   data::Loader loader(lo);
-  data::check_compatible(loader.info(), mc.vocab_size, c.data.tokenizer.empty() ? "" : data::tokenizer_id(c.data.tokenizer));
-  const auto want_kind = task == Task::kPretrain ? data::DatasetKind::kText : data::DatasetKind::kChat;
-  if (loader.info().kind != want_kind) {
-    throw TrainSetupError("data.train: " + c.data.train + " is a " + data::kind_name(loader.info().kind) +
-                          " dataset; rgemma " + task_name + " needs a " + data::kind_name(want_kind) +
-                          " dataset (rgemma prepare " + data::kind_name(want_kind) + ")");
+  // Opened once here (the split was checked to fill a row), so an evaluation cannot fail on its size late.
+  std::unique_ptr<data::Loader> validation;
+  if (data_info.validation.sequences > 0) {
+    data::LoaderOptions vo = lo;
+    vo.split = "validation", vo.shuffle = false, vo.prefetch = 0;
+    validation = std::make_unique<data::Loader>(vo);
   }
-  const bool has_validation = loader.info().validation.sequences > 0;
 
   ZeroConfig zc;
   zc.stage = static_cast<int>(c.optim.zero_stage), zc.beta1 = c.optim.beta1, zc.beta2 = c.optim.beta2;
   zc.eps = c.optim.eps, zc.weight_decay = c.optim.weight_decay;
   if (bf16) zc.param_dtype = torch::kBFloat16;
-  ZeroOptimizer optimizer(zero_params_from(model->named_parameters()), comm, zc);
-  LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps, c.optim.decay, c.optim.min_lr_ratio};
+  std::unique_ptr<ZeroOptimizer> optimizer_holder;
   try {
-    schedule.validate();
-  } catch (const std::invalid_argument& e) {
-    throw TrainSetupError(std::string("[optim] ") + e.what());
+    optimizer_holder = std::make_unique<ZeroOptimizer>(zero_params_from(model->named_parameters()), comm, zc);
+  } catch (...) {
+    rethrow_one_line("creating the optimizer state", memory.describe());
   }
+  ZeroOptimizer& optimizer = *optimizer_holder;
 
   TrainerState state;
   std::optional<std::string> dir;
@@ -207,7 +300,7 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   std::unique_ptr<MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<MetricsWriter>((out / "metrics.jsonl").string(), state.step);
 
-  const int64_t tokens_per_step = global_rows * c.data.seq_len;
+  const int64_t tokens_per_step = batch.tokens;
   const double flops_per_token = training_flops_per_token(
       static_cast<double>(model->num_parameters()), mc.num_blocks_of(BlockType::kAttention),
       mc.num_heads * mc.head_dim,
@@ -220,11 +313,23 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
       << "batch: " << c.data.micro_batch << " rows x " << c.train.grad_accum << " accumulation x " << world
       << " ranks = " << global_rows << " rows of " << c.data.seq_len << " tokens (" << tokens_per_step
       << " tokens/step); " << loader.samples_per_epoch() << " rows per epoch\n"
-      << optimizer.summary();
+      << optimizer.summary() << "\n"
+      << "memory: " << memory.describe();
     say(s.str());
+  }
+  if (!device.is_cuda() && memory.total() > physical_memory() && physical_memory() > 0) {
+    say("warning: that is more than this machine's " + format_bytes(physical_memory()) +
+        " of memory; expect the first step to run out of it");
   }
 
   auto save_checkpoint = [&](int64_t step) {
+    // A checkpoint of non-finite weights would only rotate a good one out (checkpoint.keep_last).
+    const std::string bad = nonfinite_parameter(model, comm);
+    if (!bad.empty()) {
+      throw NonFiniteError("the weights after step " + std::to_string(step) + " are not finite (NaN/Inf in " + bad +
+                           "): checkpoint " + checkpoint_dir_name(step) + " not written and training stopped; " +
+                           last_checkpoint_note(ckpt_root));
+    }
     state.step = step;
     state.world_size = world;
     state.schedule = schedule.to_json();
@@ -245,10 +350,9 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   // The evaluation progress bar redraws itself: only on a terminal, not in a log file.
   const bool interactive = isatty(STDOUT_FILENO);
   auto evaluate = [&](int64_t step) {
-    if (!has_validation) return;
-    data::LoaderOptions vo = lo;
-    vo.split = "validation", vo.shuffle = false, vo.prefetch = 0;
-    data::Loader val(vo);
+    if (!validation) return;
+    data::Loader& val = *validation;
+    val.seek(0);  // every evaluation reads the same batches
     const int64_t per_pass = c.data.micro_batch * world;
     const int64_t batches = std::max<int64_t>(1, std::min(c.train.eval_batches, val.samples_per_epoch() / per_pass));
     torch::NoGradGuard no_grad;
@@ -262,7 +366,12 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
     }
     model->train();
     loss = comm.all_reduce_scalar(loss), count = comm.all_reduce_scalar(count);
-    const double val_loss = loss / std::max(count, 1.0);
+    if (!(count > 0)) {  // a loss of 0 would read as a perfect model
+      say(std::string(interactive ? "\r" : "") + "eval step " + std::to_string(step) +
+          ": no supervised target in the validation batches (every loss mask is 0); no val_loss");
+      return;
+    }
+    const double val_loss = loss / count;
     if (rank == 0) {
       std::cout << (interactive ? "\r" : "") << "eval step " << step << ": val_loss " << val_loss << ", ppl "
                 << std::exp(val_loss) << (interactive ? "          " : "") << std::endl;
@@ -276,13 +385,30 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   const auto run_start = Clock::now();
   auto interval_start = Clock::now();
   int64_t interval_tokens = 0;
+  int64_t unsupervised_rows = 0;  // rows without a supervised target, summed over the steps of this process
 
   // ---- the loop ---------------------------------------------------------------------------------------------
   for (int64_t step = state.step; step < c.train.steps; ++step) {
-    std::vector<MicroBatch> micro;
-    for (int64_t i = 0; i < c.train.grad_accum; ++i) micro.push_back(to_device(loader.next(), device));
     const double lr = schedule.lr_at(step);
-    const StepResult r = train_step(model, optimizer, comm, micro, c.train.max_grad_norm, lr, guard, step);
+    StepResult r;
+    try {
+      std::vector<MicroBatch> micro;
+      for (int64_t i = 0; i < c.train.grad_accum; ++i) micro.push_back(to_device(loader.next(), device));
+      if (faults.nan_loss(step + 1)) {
+        for (MicroBatch& b : micro) b.loss_mask.fill_(std::numeric_limits<double>::quiet_NaN());
+      }
+      r = train_step(model, optimizer, comm, micro, c.train.max_grad_norm, lr, guard, step + 1);
+    } catch (...) {
+      rethrow_one_line("training step " + std::to_string(step + 1), memory.describe());
+    }
+    if (faults.nan_weights_at == step + 1) poison_weights(model);
+    if (r.unsupervised_rows > 0 && unsupervised_rows == 0) {
+      say("warning: step " + std::to_string(step + 1) + ": " + std::to_string(r.unsupervised_rows) + " of " +
+          std::to_string(global_rows) + " rows have no supervised target (loss mask all 0; SFT: the model turn "
+          "starts after data.seq_len = " + std::to_string(c.data.seq_len) +
+          " tokens) and train on nothing; warned once, the total is reported at the end");
+    }
+    unsupervised_rows += r.unsupervised_rows;
     if (r.skipped) {
       say("step " + std::to_string(step + 1) + ": non-finite loss or gradient, update skipped (" +
           std::to_string(guard.consecutive()) + " in a row)");
@@ -305,7 +431,7 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
         interval_start = Clock::now(), interval_tokens = 0;
       }
     }
-    if (c.train.eval_every > 0 && (step + 1) % c.train.eval_every == 0 && step + 1 < c.train.steps) evaluate(step + 1);
+    // The checkpoint first: an evaluation that fails must not cost the steps since the last one.
     const bool stop = stop_requested_any(comm);
     if (stop || (c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0 && step + 1 < c.train.steps)) {
       save_checkpoint(step + 1);
@@ -315,15 +441,32 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
           "; continue with --checkpoint.resume=auto");
       return 0;
     }
+    if (c.train.eval_every > 0 && (step + 1) % c.train.eval_every == 0 && step + 1 < c.train.steps) evaluate(step + 1);
   }
 
   // ---- the end --------------------------------------------------------------------------------------------
+  // A run that ended on skipped steps did not finish: no final/, and no end checkpoint to rotate out a good one.
+  if (guard.consecutive() > 0) {
+    const int64_t first = c.train.steps - guard.consecutive() + 1;
+    throw NonFiniteError("the last " + std::to_string(guard.consecutive()) + " step(s) (" + std::to_string(first) +
+                         (first < c.train.steps ? "-" + std::to_string(c.train.steps) : std::string()) + " of " +
+                         std::to_string(c.train.steps) + ") were skipped for a non-finite loss or gradient, so the "
+                         "weights are still those of step " + std::to_string(first - 1) +
+                         ": the run did not finish, no final/ and no end checkpoint were written; " +
+                         last_checkpoint_note(ckpt_root));
+  }
+  if (start_step < c.train.steps) {
+    save_checkpoint(c.train.steps);  // refuses non-finite weights, so no final/ from them either
+  } else if (const std::string bad = nonfinite_parameter(model, comm); !bad.empty()) {
+    throw NonFiniteError("the weights of " + ckpt_root.string() + "'s last checkpoint are not finite (NaN/Inf in " +
+                         bad + "); no final/ written");
+  }
   evaluate(c.train.steps);
-  if (start_step < c.train.steps) save_checkpoint(c.train.steps);
   if (rank == 0) {
     save_pretrained(model, (out / "final").string(), bf16 ? torch::kBFloat16 : torch::kFloat);
-    std::cout << "done: " << c.train.steps << " steps, " << state.tokens << " tokens; weights in "
-              << (out / "final").string() << " (Hugging Face layout)" << std::endl;
+    std::cout << "done: " << c.train.steps << " steps, " << state.tokens << " tokens";
+    if (unsupervised_rows > 0) std::cout << " (" << unsupervised_rows << " rows had no supervised target)";
+    std::cout << "; weights in " << (out / "final").string() << " (Hugging Face layout)" << std::endl;
   }
   comm.barrier();
   return 0;

@@ -38,22 +38,29 @@ double masked_token_loss(Griffin& model, const torch::Tensor& hidden, const torc
 struct MicroBatch {
   torch::Tensor tokens, targets, segment_pos, loss_mask;
   double mask_sum = 0;  // targets that count
+  int64_t unsupervised_rows = 0;  // rows whose loss mask is all 0 (SFT: the model turn starts past seq_len)
 };
 
 struct StepResult {
   double loss = 0;       // sum(CE * mask) / sum(mask) over the global batch
   double grad_norm = 0;  // before clipping
   bool skipped = false;  // non-finite loss or gradient on some rank: no update
+  int64_t unsupervised_rows = 0;  // rows of the global batch without a single supervised target
 };
 
 // One optimizer update over this rank's micro-batches (collective): forward, masked loss normalised by the
-// global target count, backward, reduce-scatter, clip, AdamW at `lr` unless the guard says skip.
+// global target count, backward, reduce-scatter, clip, AdamW at `lr` unless the guard says skip. `step` is
+// the 1-based number of this update, for messages. Throws std::runtime_error (on every rank) when no target
+// of the global batch is supervised: such a step would report loss 0 and train on nothing.
 StepResult train_step(Griffin& model, ZeroOptimizer& optimizer, comm::Communicator& comm,
                       const std::vector<MicroBatch>& micro, double max_grad_norm, double lr, NonFiniteGuard& guard,
                       int64_t step);
 
-// Runs the loop. effective_config (INI text) is written to the run folder as config.ini. Returns 0 when the requested steps are done or a stop signal was honoured (after a
-// checkpoint). Throws TrainSetupError for unusable settings, std::runtime_error for everything else.
+// Runs the loop. effective_config (INI text) is written to the run folder as config.ini. Returns 0 when the
+// requested steps are done or a stop signal was honoured (after a checkpoint). Throws TrainSetupError for
+// unusable settings (found before any work), std::runtime_error (one line) for everything else, among them a
+// run that ends on skipped non-finite steps or with non-finite weights: then no final/ and no end checkpoint
+// are written, and the earlier checkpoints stay as they were.
 int run_training(Task task, const TrainConfig& config, const ModelConfig& model_config, comm::Communicator& comm,
                  const std::string& effective_config);
 

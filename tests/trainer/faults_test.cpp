@@ -56,6 +56,27 @@ TEST(StopSignal, SignalOnOneRankStopsAll) {
   clear_stop_request();
 }
 
+TEST(FaultInjection, ParsesTheTestHook) {
+  const FaultInjection off = FaultInjection::parse("");
+  EXPECT_EQ(off.nan_loss_from, 0);
+  EXPECT_EQ(off.nan_weights_at, 0);
+  EXPECT_FALSE(off.nan_loss(1));
+  const FaultInjection f = FaultInjection::parse("nan-loss-from=4,nan-weights-at=7");
+  EXPECT_EQ(f.nan_loss_from, 4);
+  EXPECT_EQ(f.nan_weights_at, 7);
+  EXPECT_FALSE(f.nan_loss(3));
+  EXPECT_TRUE(f.nan_loss(4));
+  EXPECT_TRUE(f.nan_loss(100));  // from step 4 on, not only at it
+  for (const char* bad : {"nan-loss-from", "nan-loss-from=", "nan-loss-from=0", "nan-loss-from=3x", "nan-lost-from=3"}) {
+    try {
+      FaultInjection::parse(bad);
+      ADD_FAILURE() << "accepted '" << bad << "'";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(std::string("RG_FAULT_INJECT: '") + bad + "'"), std::string::npos) << e.what();
+    }
+  }
+}
+
 TEST(RunOrAbort, ReturnsNormallyWithoutError) {
   int calls = 0;
   run_or_abort(comm(), [&] {

@@ -5,7 +5,11 @@
 #  - resuming from a checkpoint is bit-exact at the same world size and continues (same data, same
 #    tokens) after resharding 2 -> 1 and 2 -> 4 ranks;
 #  - SIGTERM writes a complete checkpoint and exits 0; a killed rank ends the job non-zero, never hangs;
-#  - SFT trains on a chat set; wrong batch arithmetic and a wrong dataset kind exit 2 with the numbers.
+#  - SFT trains on a chat set; wrong batch arithmetic and a wrong dataset kind exit 2 with the numbers;
+#  - a run that cannot finish cleanly never ends "done": non-finite last steps or weights exit 1 without
+#    final/ and keep the last good checkpoint; sizes that cannot work (validation split shorter than a row,
+#    vocabulary mismatch, overflowing batch) exit 2 before any step; SFT rows without a supervised target
+#    are counted and warned about, and a step with none at all exits 1.
 # Usage: train_cli_test.sh RGEMMA SOURCE_DIR MPIEXEC [MPIEXEC_FLAGS...]
 set -u
 rgemma=$1 src=$2; shift 2
@@ -140,8 +144,63 @@ out=$("$rgemma" pretrain "${common[@]}" --data.train=chat.h5 --train.out=bad 2>&
 [ $code = 2 ] && grep -q "is a chat dataset; rgemma pretrain needs a text dataset" <<<"$out" \
   && ok "wrong dataset kind refused" || fail "dataset kind: exit $code: $out"
 out=$("$rgemma" pretrain "${common[@]}" --model.vocab_size=400 --train.out=bad 2>&1); code=$?
-[ $code != 0 ] && grep -q "400" <<<"$out" && grep -q "300" <<<"$out" && ok "vocab mismatch refused with both sizes" \
+[ $code = 2 ] && grep -q "400" <<<"$out" && grep -q "300" <<<"$out" && ok "vocab mismatch refused with both sizes" \
   || fail "vocab mismatch: exit $code: $out"
+
+# 6b. How a run ends. RG_FAULT_INJECT (trainer/faults.h) provokes the non-finite paths deterministically.
+short=(--data.micro_batch=2 --optim.warmup_steps=1 --checkpoint.keep_last=1)
+ckpt_ok() { [ -f "$1/checkpoints/$2/COMPLETE" ]; }
+out=$(RG_FAULT_INJECT=nan-loss-from=4 "$rgemma" pretrain "${common[@]}" "${short[@]}" --train.steps=5 \
+      --checkpoint.every=3 --train.out=nanloss 2>&1); code=$?
+[ $code = 1 ] && grep -q "the last 2 step(s) (4-5 of 5) were skipped" <<<"$out" && [ ! -e nanloss/final ] \
+  && ckpt_ok nanloss step-000003 && [ ! -e nanloss/checkpoints/step-000005 ] && ! grep -q "^done" <<<"$out" \
+  && ok "last steps skipped: exit 1, no final/, step-3 checkpoint kept" || fail "nan-loss end: exit $code: $out"
+out=$(RG_FAULT_INJECT=nan-weights-at=5 "$rgemma" pretrain "${common[@]}" "${short[@]}" --train.steps=5 \
+      --checkpoint.every=3 --train.out=nanfinal 2>&1); code=$?
+[ $code = 1 ] && grep -q "weights after step 5 are not finite" <<<"$out" && [ ! -e nanfinal/final ] \
+  && ckpt_ok nanfinal step-000003 && [ ! -e nanfinal/checkpoints/step-000005 ] \
+  && ok "non-finite final weights: exit 1, no final/, step-3 checkpoint kept" || fail "nan weights at end: exit $code: $out"
+# Weights poisoned after step 3: steps 4.. are skipped, and the step-4 checkpoint must not rotate step 2 out.
+out=$(RG_FAULT_INJECT=nan-weights-at=3 "$rgemma" pretrain "${common[@]}" "${short[@]}" --train.steps=6 \
+      --checkpoint.every=2 --train.max_nonfinite=10 --train.out=nanmid 2>&1); code=$?
+[ $code = 1 ] && grep -q "weights after step 4 are not finite" <<<"$out" && grep -q "nanmid/checkpoints/step-000002, is kept" <<<"$out" \
+  && ckpt_ok nanmid step-000002 && [ ! -e nanmid/checkpoints/step-000004 ] && [ ! -e nanmid/final ] \
+  && ok "non-finite weights are never checkpointed; the good one stays" || fail "nan weights mid-run: exit $code: $out"
+
+# A validation split shorter than one row is found at start (it used to fail the final evaluation).
+"$rgemma" prepare text --tokenizer tok.model --input corpus.txt --document block --validation 0.003 \
+  --output tinyval.h5 > /dev/null 2>&1 || fail "prepare tinyval.h5"
+out=$("$rgemma" pretrain "${common[@]}" --data.train=tinyval.h5 --train.out=tinyval 2>&1); code=$?
+[ $code = 2 ] && grep -Eq "tinyval.h5: the validation split has 1 sequences and [0-9]+ tokens, less than one row of data.seq_len = 48" <<<"$out" \
+  && [ ! -e tinyval/metrics.jsonl ] && ok "short validation split refused before any step" || fail "short validation: exit $code: $out"
+out=$("$rgemma" pretrain "${common[@]}" --data.micro_batch=4611686018427387904 --train.grad_accum=4 --train.out=bad 2>&1); code=$?
+[ $code = 2 ] && grep -q "data.micro_batch" <<<"$out" && ok "overflowing global batch refused" || fail "batch overflow: exit $code: $out"
+
+# SFT rows whose prompt fills data.seq_len: counted and warned about once; no supervised row at all fails.
+# Every 4th conversation has a 40-word prompt (no model token within 24), the others a 2-word one (the model
+# turn starts near token 12); with data.seed 0 no step of 4 rows draws only long ones.
+for ((c = 0; c < 40; c++)); do
+  printf '{"messages": [{"role": "user", "content": "%s"}, {"role": "assistant", "content": "%s"}]}\n' \
+    "$( ((c % 4)) && line 2 || line 40)" "$(line 5)"
+done > mixed.jsonl
+"$rgemma" prepare chat --tokenizer tok.model --input mixed.jsonl --output mixed.h5 > /dev/null 2>&1 || fail "prepare mixed"
+out=$("$rgemma" sft "${common[@]}" --data.train=mixed.h5 --data.seq_len=24 --data.micro_batch=4 --train.steps=4 \
+      --optim.warmup_steps=1 --train.out=sft-mixed 2>&1); code=$?
+[ $code = 0 ] && [ "$(grep -c "rows have no supervised target" <<<"$out")" = 1 ] \
+  && grep -Eq "^done: .*\([0-9]+ rows had no supervised target\)" <<<"$out" \
+  && ok "unsupervised SFT rows warned once and counted" || fail "sft mixed: exit $code: $out"
+out=$("$rgemma" sft "${common[@]}" --data.train=mixed.h5 --data.seq_len=8 --data.micro_batch=4 --train.steps=2 \
+      --optim.warmup_steps=1 --train.out=sft-none 2>&1); code=$?
+[ $code = 1 ] && grep -q "step 1: no target of the global batch (4 rows of 8 tokens) is supervised" <<<"$out" \
+  && [ ! -e sft-none/final ] && ok "a step without any supervised target fails" || fail "sft none: exit $code: $out"
+
+# Running out of memory names what needed how much. 2048 unpadded rows of 2^20 tokens are 2^31 positions per
+# micro-batch (at the configs' limit): 3 int32 + 1 float arrays = 32 GiB, never granted under a 4 GB address space.
+out=$(ulimit -v 4000000; "$rgemma" pretrain "${common[@]}" --train.device=cpu --data.pack=false --data.micro_batch=2048 \
+      --data.seq_len=1048576 --train.out=oom 2>&1); code=$?
+[ $code = 1 ] && grep -Eq "error: out of memory while training step 1 \(the run needs about [0-9.]+ GiB per rank.*batch and logits [0-9.]+ GiB\)" <<<"$out" \
+  && [ "$(grep -c . <<<"$(grep -A100 'out of memory' <<<"$out")")" = 1 ] && ok "out of memory named with the sizes, on one line" \
+  || fail "oom: exit $code: $(tail -3 <<<"$out")"
 
 # 6. The weak-scaling benchmark launches itself at 1 and 2 ranks.
 out=$(RG_MPIEXEC="${mpi[0]}" "$rgemma" bench train --config "$src/configs/model/tiny.ini" --batch 1 --seq 32 --repeats 1 \
