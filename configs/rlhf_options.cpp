@@ -5,7 +5,7 @@ namespace rg::config {
 
 void add_rlhf_options(Options& o, rlhf::RlhfConfig* c, bool dpo) {
   if (!dpo) {
-    o.add("rlhf.margin", &c->margin, "reward loss: -logsigmoid(r_chosen - r_rejected - margin)")
+    o.add("rlhf.margin", &c->margin, "reward loss: -logsigmoid(r_chosen - r_rejected - margin), for pairs without their own margin field")
         .add("rlhf.center_rewards", &c->center_rewards,
              "reward loss: + coefficient * mean((r_chosen + r_rejected)^2), pins the reward offset (0 = off)");
     o.on_parsed([&o, c] {

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <cmath>
 #include <cstdio>
 #include <limits>
 #include <filesystem>
@@ -201,6 +202,7 @@ struct DatasetWriter::Impl {
   h5::Handle splits[2];
   std::map<std::string, Set> sets[2];
   std::unique_ptr<h5::Appender<int32_t>> pair_kind[2];
+  std::unique_ptr<h5::Appender<double>> pair_margin[2];  // NaN where the pair has none
   SplitCounts counts[2];
   bool committed = false;
 };
@@ -250,6 +252,7 @@ DatasetWriter::DatasetWriter(const std::string& path, DatasetKind kind, const To
     }
     if (kind == DatasetKind::kPreference) {
       m.pair_kind[v] = std::make_unique<h5::Appender<int32_t>>(m.splits[v].get(), "kind", 4096);
+      m.pair_margin[v] = std::make_unique<h5::Appender<double>>(m.splits[v].get(), "margin", 4096);
     }
   }
 }
@@ -258,6 +261,7 @@ DatasetWriter::~DatasetWriter() {
   if (!impl_->committed) {
     impl_->sets[0].clear(), impl_->sets[1].clear();
     impl_->pair_kind[0].reset(), impl_->pair_kind[1].reset();
+    impl_->pair_margin[0].reset(), impl_->pair_margin[1].reset();
     impl_->splits[0].reset(), impl_->splits[1].reset();
     impl_->file.reset();
     std::remove(impl_->tmp.c_str());
@@ -279,9 +283,10 @@ void DatasetWriter::add(bool validation, const std::string& set, const std::vect
   impl_->counts[validation].tokens += static_cast<int64_t>(tokens.size());
 }
 
-void DatasetWriter::end_example(bool validation, int32_t pair_kind) {
+void DatasetWriter::end_example(bool validation, int32_t pair_kind, double margin) {
   impl_->counts[validation].sequences += 1;
   if (impl_->pair_kind[validation]) impl_->pair_kind[validation]->append(&pair_kind, 1);
+  if (impl_->pair_margin[validation]) impl_->pair_margin[validation]->append(&margin, 1);
 }
 
 SplitCounts DatasetWriter::counts(bool validation) const { return impl_->counts[validation]; }
@@ -296,6 +301,7 @@ void DatasetWriter::commit(const std::vector<std::string>& pair_kinds) {
         if (set.mask) set.mask->flush();
       }
       if (m.pair_kind[v]) m.pair_kind[v]->flush();
+      if (m.pair_margin[v]) m.pair_margin[v]->flush();
       h5::write_attr(m.splits[v].get(), "sequences", m.counts[v].sequences);
       h5::write_attr(m.splits[v].get(), "tokens", m.counts[v].tokens);
     }
@@ -306,6 +312,7 @@ void DatasetWriter::commit(const std::vector<std::string>& pair_kinds) {
     }
     m.sets[0].clear(), m.sets[1].clear();
     m.pair_kind[0].reset(), m.pair_kind[1].reset();
+    m.pair_margin[0].reset(), m.pair_margin[1].reset();
     m.splits[0].reset(), m.splits[1].reset();
     if (H5Fflush(m.file.get(), H5F_SCOPE_GLOBAL) < 0) throw DataError(m.tmp + ": flush failed (disk full?)");
     m.file.reset();
@@ -469,6 +476,7 @@ std::vector<PreferencePair> read_preference(const std::string& path, const std::
     throw DataError(path + ": a " + kind_name(prompt.info().kind) + " dataset, not a preference set");
   }
   std::vector<int32_t> kinds;
+  std::vector<double> margins;
   const std::string where = path + ":/" + split + "/kind";
   try {
     h5::Handle file = open_file(path);
@@ -478,6 +486,21 @@ std::vector<PreferencePair> read_preference(const std::string& path, const std::
       throw BadDataFile(path + ":/" + split + ": prompt, chosen, rejected and kind counts differ (damaged file)");
     }
     kinds = h5::read_all<int32_t>(dataset.get(), where);
+    // `margin` is optional (files from before it existed have none): float64, one per pair, NaN for none.
+    if (h5::has_link(file.get(), split + "/margin")) {
+      const std::string mwhere = path + ":/" + split + "/margin";
+      h5::Handle m = h5::open_dataset(file.get(), split + "/margin", path);
+      h5::expect_type<double>(m.get(), mwhere);
+      if (h5::dataset_length(m.get(), mwhere) != prompt.size()) {
+        throw BadDataFile(path + ":/" + split + ": prompt and margin counts differ (damaged file)");
+      }
+      margins = h5::read_all<double>(m.get(), mwhere);
+      for (size_t i = 0; i < margins.size(); ++i) {
+        if (std::isinf(margins[i])) {
+          throw BadDataFile(mwhere + "[" + std::to_string(i) + "]: infinite margin (damaged file)");
+        }
+      }
+    }
   } catch (const DataError&) {
     throw;
   } catch (const std::exception& e) {
@@ -497,6 +520,7 @@ std::vector<PreferencePair> read_preference(const std::string& path, const std::
     }
     out[i].prompt = prompt.tokens(i), out[i].chosen = chosen.tokens(i), out[i].rejected = rejected.tokens(i);
     if (kinds[i] >= 0) out[i].kind = names[kinds[i]];
+    if (!margins.empty() && !std::isnan(margins[i])) out[i].margin = margins[i];
   }
   return out;
 }

@@ -10,7 +10,9 @@
 #include "data/tokenizer.h"
 
 #include <cstdint>
+#include <limits>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -80,8 +82,9 @@ class DatasetWriter {
   // have one entry per token and is stored as `loss_mask`.
   void add(bool validation, const std::string& set, const std::vector<int32_t>& tokens,
            const std::vector<uint8_t>* mask = nullptr);
-  // Ends one example: counts it, and for preference sets records its kind (index into pair_kinds).
-  void end_example(bool validation, int32_t pair_kind = -1);
+  // Ends one example: counts it, and for preference sets records its kind (index into pair_kinds) and its
+  // margin (NaN for none; the caller refuses non-finite margins from the input).
+  void end_example(bool validation, int32_t pair_kind = -1, double margin = std::numeric_limits<double>::quiet_NaN());
   SplitCounts counts(bool validation) const;
   void commit(const std::vector<std::string>& pair_kinds = {});
 
@@ -120,6 +123,7 @@ struct PreferencePair {
   std::vector<int32_t> chosen;    // completion content + <end_of_turn>
   std::vector<int32_t> rejected;  // same, for the rejected completion
   std::string kind;               // empty when the source gave none
+  std::optional<double> margin;   // the source's `margin` field (finite), if it gave one
 };
 std::vector<PreferencePair> read_preference(const std::string& path, const std::string& split = "train");
 std::vector<std::vector<int32_t>> read_prompts(const std::string& path, const std::string& split = "train");

@@ -36,11 +36,15 @@ hid_t native_type<int64_t>() { return H5T_NATIVE_INT64; }
 template <>
 hid_t native_type<uint8_t>() { return H5T_NATIVE_UINT8; }
 template <>
+hid_t native_type<double>() { return H5T_NATIVE_DOUBLE; }
+template <>
 hid_t file_type<int32_t>() { return H5T_STD_I32LE; }
 template <>
 hid_t file_type<int64_t>() { return H5T_STD_I64LE; }
 template <>
 hid_t file_type<uint8_t>() { return H5T_STD_U8LE; }
+template <>
+hid_t file_type<double>() { return H5T_IEEE_F64LE; }
 
 namespace {
 
@@ -203,8 +207,13 @@ template <class T>
 void expect_type(hid_t dataset, const std::string& where) {
   std::lock_guard<std::recursive_mutex> g(lock());
   Handle type(H5Dget_type(dataset));
-  const bool ok = H5Tget_class(type.get()) == H5T_INTEGER && H5Tget_size(type.get()) == sizeof(T) &&
-                  (H5Tget_sign(type.get()) == H5T_SGN_NONE) == std::is_unsigned_v<T>;
+  bool ok = H5Tget_size(type.get()) == sizeof(T);
+  if constexpr (std::is_floating_point_v<T>) {
+    ok = ok && H5Tget_class(type.get()) == H5T_FLOAT;
+  } else {
+    ok = ok && H5Tget_class(type.get()) == H5T_INTEGER &&
+         (H5Tget_sign(type.get()) == H5T_SGN_NONE) == std::is_unsigned_v<T>;
+  }
   if (!ok) {
     Handle want(H5Tcopy(native_type<T>()));
     throw BadDataFile(where + ": stored as " + type_name(type.get()) + ", expected " + type_name(want.get()) +
@@ -279,14 +288,18 @@ void Appender<T>::flush() {
 template class Appender<int32_t>;
 template class Appender<int64_t>;
 template class Appender<uint8_t>;
+template class Appender<double>;
 template void expect_type<int32_t>(hid_t, const std::string&);
 template void expect_type<int64_t>(hid_t, const std::string&);
 template void expect_type<uint8_t>(hid_t, const std::string&);
+template void expect_type<double>(hid_t, const std::string&);
 template void read_range<int32_t>(hid_t, int64_t, int64_t, int32_t*, const std::string&);
 template void read_range<int64_t>(hid_t, int64_t, int64_t, int64_t*, const std::string&);
 template void read_range<uint8_t>(hid_t, int64_t, int64_t, uint8_t*, const std::string&);
+template void read_range<double>(hid_t, int64_t, int64_t, double*, const std::string&);
 template std::vector<int32_t> read_all<int32_t>(hid_t, const std::string&);
 template std::vector<int64_t> read_all<int64_t>(hid_t, const std::string&);
 template std::vector<uint8_t> read_all<uint8_t>(hid_t, const std::string&);
+template std::vector<double> read_all<double>(hid_t, const std::string&);
 
 }  // namespace rg::data::h5

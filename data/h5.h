@@ -40,7 +40,7 @@ class Handle {
 };
 
 template <class T>
-hid_t native_type();  // int32_t, int64_t, uint8_t
+hid_t native_type();  // int32_t, int64_t, uint8_t, double
 template <class T>
 hid_t file_type();  // the little-endian type stored on disk
 
@@ -61,8 +61,8 @@ int64_t dataset_length(hid_t dataset, const std::string& where);  // 1-D dataset
 // "int32", "uint8", "float64", "string", ...: a stored type as messages name it.
 std::string type_name(hid_t type);
 // Throws BadDataFile("<where>: stored as float64, expected int32 ...") unless the dataset's stored type is an
-// integer of T's sign and size. HDF5 would otherwise convert on read: float64 tokens silently truncated,
-// int64 offsets clipped to int32, a mask of 256 read as 0.
+// integer of T's sign and size (a float of its size for double). HDF5 would otherwise convert on read:
+// float64 tokens silently truncated, int64 offsets clipped to int32, a mask of 256 read as 0.
 template <class T>
 void expect_type(hid_t dataset, const std::string& where);
 // Reads elements [begin, begin + count) of a 1-D dataset into out.

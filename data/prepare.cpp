@@ -18,6 +18,7 @@
 #include <map>
 #include <iomanip>
 #include <iostream>
+#include <limits>
 #include <memory>
 #include <sstream>
 
@@ -128,8 +129,8 @@ class Run {
 
   // The split of the next example, which the caller then writes and ends with end_example().
   bool next_is_validation() const { return held_out(examples_, options_.validation_fraction); }
-  void end_example(int64_t tokens, int32_t pair_kind = -1) {
-    writer_->end_example(next_is_validation(), pair_kind);
+  void end_example(int64_t tokens, int32_t pair_kind = -1, double margin = std::numeric_limits<double>::quiet_NaN()) {
+    writer_->end_example(next_is_validation(), pair_kind, margin);
     ++examples_;
     progress_.examples = examples_, progress_.tokens += tokens;
   }
@@ -151,7 +152,7 @@ class Run {
       Json j;
       try {
         j = Json::parse(line);  // iterative: any nesting depth parses without deep recursion
-      } catch (const Json::parse_error& e) {
+      } catch (const Json::exception& e) {  // parse_error, and out_of_range for a number beyond float64 (1e999)
         // The message quotes the last token read, which may be a whole megabyte string: keep one short line.
         std::string what = e.what();
         const auto cut = what.find("] ");
@@ -347,6 +348,14 @@ PrepareSummary prepare_preference(const std::vector<std::string>& inputs, const 
       }
       kind = kinds[k];
     }
+    // Optional per-pair margin for the reward loss (TRL's `margin` column); null counts as absent. JSON has no
+    // NaN/inf literal and 1e999 is a malformed line already; the check stays in case the parser ever gives inf.
+    double margin = std::numeric_limits<double>::quiet_NaN();
+    if (j.contains("margin") && !j["margin"].is_null()) {
+      if (!j["margin"].is_number()) throw FormatError("margin: expected a number, got " + json_brief(j["margin"]));
+      margin = j["margin"].get<double>();
+      if (!std::isfinite(margin)) throw FormatError("margin: expected a finite number, got one beyond the float64 range");
+    }
     const int64_t limit = run.options().max_tokens, longest = static_cast<int64_t>(std::max(chosen.size(), rejected.size()));
     if (limit > 0 && static_cast<int64_t>(prompt.size()) + longest > limit) {
       // Truncation cuts the completions, never the prompt; a prompt that fills the limit is dropped.
@@ -359,7 +368,7 @@ PrepareSummary prepare_preference(const std::vector<std::string>& inputs, const 
     }
     const bool v = run.next_is_validation();
     run.writer().add(v, "prompt", prompt), run.writer().add(v, "chosen", chosen), run.writer().add(v, "rejected", rejected);
-    run.end_example(static_cast<int64_t>(prompt.size() + chosen.size() + rejected.size()), kind);
+    run.end_example(static_cast<int64_t>(prompt.size() + chosen.size() + rejected.size()), kind, margin);
   });
   return run.finish("preference pairs");
 }

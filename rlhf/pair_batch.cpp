@@ -4,6 +4,7 @@
 #include "rlhf/pair_batch.h"
 
 #include <algorithm>
+#include <cmath>
 
 namespace rg::rlhf {
 namespace {
@@ -55,7 +56,20 @@ PairBatch make_pair_batch(const std::vector<const data::PreferencePair*>& pairs,
   PairBatch b = make_rows(rows, pad_id, device);
   b.pairs = static_cast<int64_t>(pairs.size());
   for (const auto* p : pairs) b.kinds.push_back(kind_index && !p->kind.empty() ? kind_index(p->kind) : -1);
+  if (std::any_of(pairs.begin(), pairs.end(), [](const data::PreferencePair* p) { return p->margin.has_value(); })) {
+    std::vector<float> m;
+    for (const auto* p : pairs) m.push_back(p->margin ? static_cast<float>(*p->margin) : std::nanf(""));
+    b.margins = torch::from_blob(m.data(), {b.pairs}, torch::kFloat).to(device, false, /*copy=*/true);  // (P)
+  }
   return b;
+}
+
+torch::Tensor pair_margins(const PairBatch& batch, double default_margin) {
+  if (!batch.margins.defined()) {
+    if (default_margin == 0) return {};
+    return torch::full({batch.pairs}, default_margin, torch::TensorOptions().device(batch.tokens.device()));
+  }
+  return torch::where(torch::isnan(batch.margins), torch::full_like(batch.margins, default_margin), batch.margins);
 }
 
 PairBatch make_completion_batch(const std::vector<std::pair<const std::vector<int32_t>*, const std::vector<int32_t>*>>& rows,

@@ -23,6 +23,7 @@ struct PairBatch {
   torch::Tensor last;                   // (2P) int64: each row's last real position (its <end_of_turn>)
   torch::Tensor completion_tokens;      // (2P) float: completion length of each row
   std::vector<int32_t> kinds;           // (P) index into the dataset's pair_kinds, -1 for none
+  torch::Tensor margins;                // (P) float: each pair's dataset margin, NaN for none; undefined if none has one
   int64_t real_tokens = 0;              // non-pad tokens in the batch
 };
 
@@ -30,6 +31,10 @@ struct PairBatch {
 PairBatch make_pair_batch(const std::vector<const data::PreferencePair*>& pairs, int32_t pad_id,
                           const torch::Device& device,
                           const std::function<int32_t(const std::string&)>& kind_index = {});
+
+// The reward loss's margin per pair: the pair's own (dataset `margin` field) where it has one, else
+// `default_margin` (rlhf.margin). (P) float, or undefined when no pair has one and default_margin is 0.
+torch::Tensor pair_margins(const PairBatch& batch, double default_margin);
 
 // Rows of prompt + completion, each alone: one row per completion (B rows), right padded.
 PairBatch make_completion_batch(const std::vector<std::pair<const std::vector<int32_t>*, const std::vector<int32_t>*>>& rows,

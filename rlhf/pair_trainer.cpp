@@ -93,8 +93,7 @@ class RewardObjective : public PairObjective {
     const int64_t P = b.pairs;
     const torch::Tensor r = rm_->forward(b.tokens, b.segment_pos, b.last);  // (2P)
     const torch::Tensor rc = r.narrow(0, 0, P), rr = r.narrow(0, P, P);     // (P)
-    torch::Tensor margin;
-    if (c_.margin != 0) margin = torch::full({P}, c_.margin, r.options());
+    const torch::Tensor margin = pair_margins(b, c_.margin);  // (P) or undefined (no margins)
     const torch::Tensor loss = reward_pair_loss(rc, rr, margin, c_.center_rewards);  // (P)
     if (scale != 0) (loss.sum() * scale).backward();
     const torch::Tensor rcd = rc.detach(), rrd = rr.detach();

@@ -8,7 +8,7 @@ namespace rg::rlhf {
 
 struct RlhfConfig {
   // reward
-  double margin = 0;              // subtracted from r_chosen - r_rejected in the loss (TRL takes it per pair)
+  double margin = 0;              // subtracted from r_chosen - r_rejected; a pair's own `margin` field wins
   double center_rewards = 0;      // TRL's center_rewards_coefficient (off by default there too)
   // dpo
   double beta = 0.1;              // TRL's default: strength of the KL anchor to the reference

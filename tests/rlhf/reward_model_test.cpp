@@ -11,6 +11,7 @@
 
 #include <unistd.h>
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 
@@ -41,6 +42,29 @@ TEST(PairBatch, RowsTargetsMaskAndLastPosition) {
   EXPECT_TRUE(b.last.equal(torch::tensor({5, 4}, torch::kLong)));
   EXPECT_TRUE(b.segment_pos.equal(torch::tensor({{0, 1, 2, 3, 4, 5}, {0, 1, 2, 3, 4, 0}}, torch::kLong)));
   EXPECT_TRUE(b.completion_tokens.equal(torch::tensor({3.f, 2.f})));
+}
+
+// A pair's own margin (prepare's optional `margin` field) replaces rlhf.margin for that pair only, and the
+// loss moves as -logsigmoid(r_c - r_r - m) says: checked against log1p(exp(.)) in double.
+TEST(PairBatch, PerPairMarginOverridesTheDefaultInTheRewardLoss) {
+  rg::data::PreferencePair big{{2, 10}, {20, 5}, {30, 5}, "", 5.0}, plain{{2, 10}, {21, 5}, {31, 5}, ""};
+  const rg::rlhf::PairBatch b = rg::rlhf::make_pair_batch({&big, &plain}, 0, torch::kCPU);
+  ASSERT_TRUE(b.margins.defined());
+  EXPECT_EQ(b.margins[0].item<float>(), 5.f);
+  EXPECT_TRUE(std::isnan(b.margins[1].item<float>()));
+  const torch::Tensor m = rg::rlhf::pair_margins(b, /*default_margin=*/0.5);  // (P)
+  EXPECT_TRUE(m.equal(torch::tensor({5.f, 0.5f})));
+  const torch::Tensor rc = torch::tensor({1.5f, 1.5f}), rr = torch::tensor({0.5f, 0.5f});  // r_c - r_r = 1 for both
+  const torch::Tensor loss = rg::rlhf::reward_pair_loss(rc, rr, m);
+  // -logsigmoid(x) = log1p(exp(-x)): x = 1 - 5 = -4 and x = 1 - 0.5 = 0.5. float32 softplus of values this
+  // size is exact to a few ulp (~1e-6 relative); 1e-5 absolute on losses of 4 and 0.47 leaves room.
+  EXPECT_NEAR(loss[0].item<float>(), std::log1p(std::exp(4.0)), 1e-5);
+  EXPECT_NEAR(loss[1].item<float>(), std::log1p(std::exp(-0.5)), 1e-5);
+  // No pair with a margin and a zero default: no margin tensor at all (the loss sees rlhf.margin = 0).
+  const rg::rlhf::PairBatch none = rg::rlhf::make_pair_batch({&plain}, 0, torch::kCPU);
+  EXPECT_FALSE(none.margins.defined());
+  EXPECT_FALSE(rg::rlhf::pair_margins(none, 0).defined());
+  EXPECT_TRUE(rg::rlhf::pair_margins(none, 0.25).equal(torch::tensor({0.25f})));
 }
 
 TEST(ChunkedLogps, MatchFullLogitsValuesAndGradients) {
