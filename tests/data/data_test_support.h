@@ -2,6 +2,7 @@
 // per process) on generated English-like text with the flags `rgemma tokenizer train` uses.
 #pragma once
 
+#include "data/prepare.h"
 #include "data/tokenizer.h"
 
 #include <unistd.h>
@@ -67,6 +68,15 @@ inline const std::string& tokenizer_path() {
 inline const Tokenizer& tokenizer() {
   static const Tokenizer tok = Tokenizer::load(tokenizer_path());
   return tok;
+}
+
+// Prepare options writing `out` with the test tokenizer and no validation split.
+inline PrepareOptions prepare_options(const fs::path& out) {
+  PrepareOptions o;
+  o.tokenizer = tokenizer_path();
+  o.output = out.string();
+  o.validation_fraction = 0;
+  return o;
 }
 
 }  // namespace rg::data::test

@@ -23,13 +23,6 @@ namespace {
 
 using test::fs::path;
 
-PrepareOptions opts(const path& out) {
-  PrepareOptions o;
-  o.tokenizer = test::tokenizer_path();
-  o.output = out.string();
-  o.validation_fraction = 0;
-  return o;
-}
 
 // Runs f and returns the DataError it must throw; a test failure when it throws nothing or something else.
 DataError error_of(const std::function<void()>& f, const std::string& name) {
@@ -117,8 +110,8 @@ TEST(Trim, ChatContentAndEveryTextSourceAreTrimmedLikeTheTemplate) {
                    R"({"messages": [{"role": "user", "content": "call me Ishmael"}, {"role": "model", "content": "the whale."}]})" "\n");
   test::write_file(dir / "spaced.jsonl", R"({"messages": [{"role": "user", "content": ")" + ideo + "call me Ishmael" + nb +
                                              R"("}, {"role": "model", "content": ")" + nb + "the whale." + ideo + sep + R"("}]})" "\n");
-  prepare_chat({(dir / "clean.jsonl").string()}, opts(dir / "clean.h5"));
-  prepare_chat({(dir / "spaced.jsonl").string()}, opts(dir / "spaced.h5"));
+  prepare_chat({(dir / "clean.jsonl").string()}, test::prepare_options(dir / "clean.h5"));
+  prepare_chat({(dir / "spaced.jsonl").string()}, test::prepare_options(dir / "spaced.h5"));
   SequenceReader clean((dir / "clean.h5").string(), "train"), spaced((dir / "spaced.h5").string(), "train");
   EXPECT_EQ(spaced.tokens(0), clean.tokens(0));
 
@@ -128,7 +121,7 @@ TEST(Trim, ChatContentAndEveryTextSourceAreTrimmedLikeTheTemplate) {
   test::write_file(dir / "blocks.txt", "\n" + doc + "\n" + nb + "\n" + doc);  // a line of U+00A0 is blank
   test::write_file(dir / "doc.jsonl", R"({"text": ")" + ideo + " the sea." + nb + R"(\n"})" "\n");
   for (const std::string name : {"doc.txt", "blocks.txt", "doc.jsonl"}) {
-    PrepareOptions o = opts(dir / (name + ".h5"));
+    PrepareOptions o = test::prepare_options(dir / (name + ".h5"));
     o.document = "block";
     prepare_text({(dir / name).string()}, o);
     SequenceReader r(o.output, "train");
@@ -155,11 +148,11 @@ const Goods& goods() {
     test::write_file(dir / "t.txt", "the sea.\n\ncall me Ishmael.\n");
     test::write_file(dir / "p.jsonl", R"({"prompt": "the sea?", "chosen": "deep.", "rejected": "white.", "kind": "faq"})" "\n");
     Goods g{(dir / "chat.h5").string(), (dir / "text.h5").string(), (dir / "pref.h5").string()};
-    prepare_chat({(dir / "c.jsonl").string()}, opts(g.chat));
-    PrepareOptions o = opts(g.text);
+    prepare_chat({(dir / "c.jsonl").string()}, test::prepare_options(g.chat));
+    PrepareOptions o = test::prepare_options(g.text);
     o.document = "block";
     prepare_text({(dir / "t.txt").string()}, o);
-    prepare_preference({(dir / "p.jsonl").string()}, opts(g.pref));
+    prepare_preference({(dir / "p.jsonl").string()}, test::prepare_options(g.pref));
     return g;
   }();
   return g;
@@ -458,7 +451,7 @@ TEST(MalformedJsonl, EachBadLineIsOneLineExitOneNamingFileLineAndField) {
     test::write_file(file, good_line.at(c.kind) + "\n" + c.line + "\n");
     std::vector<std::string> want = c.want;
     want.push_back(file + ":2: ");
-    const PrepareOptions o = opts(dir / "out.h5");
+    const PrepareOptions o = test::prepare_options(dir / "out.h5");
     expect_error(
         [&] {
           if (c.kind == "chat") prepare_chat({file}, o);
@@ -471,14 +464,14 @@ TEST(MalformedJsonl, EachBadLineIsOneLineExitOneNamingFileLineAndField) {
   }
   // Blank lines (JSON whitespace only) are skipped, not errors.
   test::write_file(dir / "blank.jsonl", "\n  \t\r\n" + good + "\n\n");
-  EXPECT_EQ(prepare_chat({(dir / "blank.jsonl").string()}, opts(dir / "blank.h5")).train.sequences, 1);
+  EXPECT_EQ(prepare_chat({(dir / "blank.jsonl").string()}, test::prepare_options(dir / "blank.h5")).train.sequences, 1);
 }
 
 TEST(MalformedText, IllFormedUtf8IsNamedByLine) {
   const path dir = test::scratch_dir("utf8");
   test::write_file(dir / "latin1.txt", "the sea.\n\ncaf\xE9 and the whale.\n");
   for (const std::string mode : {"file", "block"}) {
-    PrepareOptions o = opts(dir / "out.h5");
+    PrepareOptions o = test::prepare_options(dir / "out.h5");
     o.document = mode;
     expect_error([&] { prepare_text({(dir / "latin1.txt").string()}, o); }, "latin1 " + mode, 1,
                  {(dir / "latin1.txt").string() + ":3: not UTF-8 (byte 0xE9 at column 4)"});
@@ -499,7 +492,7 @@ TEST(NonRegularPaths, AreRefusedWithExitTwoAndNeverOpened) {
   test::fs::create_directories(folder);
   test::write_file(dir / "ok.jsonl", R"({"messages": [{"role": "user", "content": "hi"}, {"role": "model", "content": "the sea."}]})" "\n");
   const std::string ok = (dir / "ok.jsonl").string();
-  const PrepareOptions o = opts(dir / "out.h5");
+  const PrepareOptions o = test::prepare_options(dir / "out.h5");
 
   // A FIFO would block the open (no writer ever comes): each of these returning at all shows it was not opened.
   expect_error([&] { prepare_chat({fifo}, o); }, "FIFO input", 2, {fifo + ": is a FIFO (named pipe), not a regular file"});

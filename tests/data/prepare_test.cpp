@@ -16,13 +16,6 @@ namespace {
 
 using test::fs::path;
 
-PrepareOptions opts(const path& out) {
-  PrepareOptions o;
-  o.tokenizer = test::tokenizer_path();
-  o.output = out.string();
-  o.validation_fraction = 0;
-  return o;
-}
 
 const char* kChat =
     R"({"messages": [{"role": "system", "content": "You are a sailor."}, {"role": "user", "content": "  call me Ishmael  "},)"
@@ -33,7 +26,7 @@ const char* kChat =
 TEST(Chat, MaskCoversExactlyTheModelTurns) {
   const path dir = test::scratch_dir("chat");
   test::write_file(dir / "chat.jsonl", std::string(kChat) + "\n");
-  const PrepareSummary s = prepare_chat({(dir / "chat.jsonl").string()}, opts(dir / "chat.h5"));
+  const PrepareSummary s = prepare_chat({(dir / "chat.jsonl").string()}, test::prepare_options(dir / "chat.h5"));
   EXPECT_EQ(s.train.sequences, 1);
   const Tokenizer& tok = test::tokenizer();
   const int32_t sot = tok.piece_to_id("<start_of_turn>"), eot = tok.piece_to_id("<end_of_turn>");
@@ -103,7 +96,7 @@ TEST(Preference, PairsAndPromptsInStringAndMessageForms) {
                    R"({"prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "the sea?"}],)"
                    R"( "chosen": [{"role": "assistant", "content": "deep."}], "rejected": [{"role": "assistant", "content": "white."}], "kind": "spelling"})"
                    "\n");
-  const PrepareSummary s = prepare_preference({(dir / "pref.jsonl").string()}, opts(dir / "pref.h5"));
+  const PrepareSummary s = prepare_preference({(dir / "pref.jsonl").string()}, test::prepare_options(dir / "pref.h5"));
   EXPECT_EQ(s.train.sequences, 2);
   const auto pairs = read_preference((dir / "pref.h5").string());
   ASSERT_EQ(pairs.size(), 2u);
@@ -117,7 +110,7 @@ TEST(Preference, PairsAndPromptsInStringAndMessageForms) {
   EXPECT_EQ(pairs[1].kind, "spelling");
 
   test::write_file(dir / "prompts.jsonl", R"({"prompt": "call me Ishmael"})" "\n" R"({"prompt": [{"role": "user", "content": "the sea?"}]})" "\n");
-  prepare_prompts({(dir / "prompts.jsonl").string()}, opts(dir / "prompts.h5"));
+  prepare_prompts({(dir / "prompts.jsonl").string()}, test::prepare_options(dir / "prompts.h5"));
   const auto prompts = read_prompts((dir / "prompts.h5").string());
   ASSERT_EQ(prompts.size(), 2u);
   EXPECT_EQ(tok.decode(prompts[1]), "<start_of_turn>user\nthe sea?<end_of_turn>\n<start_of_turn>model\n");
@@ -133,7 +126,7 @@ TEST(Chat, OverlongExamplesAreDroppedOrTruncatedAndCounted) {
   const Encoded whole = f.conversation(normalize({{"system", "You are a sailor."}, {"user", "call me Ishmael"},
                                                   {"assistant", "the whale is white."}}, Ending::kModel));
   const int64_t first_learned = std::find(whole.mask.begin(), whole.mask.end(), 1) - whole.mask.begin();
-  PrepareOptions o = opts(dir / "c.h5");
+  PrepareOptions o = test::prepare_options(dir / "c.h5");
   o.max_tokens = first_learned + 2;
   PrepareSummary s = prepare_chat({(dir / "c.jsonl").string()}, o);
   EXPECT_EQ(s.dropped, 1);
@@ -171,7 +164,7 @@ TEST(BadInput, EachYieldsItsMessageAndNoOutput) {
     test::write_file(dir / name, text);
     const std::string file = (dir / name).string();
     for (auto& w : want) w = w == "@" ? file : w;
-    expect_refused(dir, out, [&] { prepare_chat({file}, opts(out)); }, want);
+    expect_refused(dir, out, [&] { prepare_chat({file}, test::prepare_options(out)); }, want);
   };
   chat("json.jsonl", good + "\n\n" + R"({"messages": [{"role": "user", "content": "hi"})" + "\n", {"@", ":3: malformed JSON"});
   chat("role.jsonl", good + "\n" + R"({"messages": [{"role": "bot", "content": "hi"}]})" + "\n",
@@ -183,16 +176,16 @@ TEST(BadInput, EachYieldsItsMessageAndNoOutput) {
   chat("nomodel.jsonl", R"({"messages": [{"role": "user", "content": "a"}]})", {"ends with a user turn"});
   chat("nothing.jsonl", "\n\n", {"empty corpus"});
   test::write_file(dir / "empty.txt", "  \n\n");
-  expect_refused(dir, out, [&] { prepare_text({(dir / "empty.txt").string()}, opts(out)); }, {"no documents", "empty corpus"});
-  expect_refused(dir, out, [&] { prepare_text({(dir / "missing.txt").string()}, opts(out)); }, {"missing.txt: no such file"});
+  expect_refused(dir, out, [&] { prepare_text({(dir / "empty.txt").string()}, test::prepare_options(out)); }, {"no documents", "empty corpus"});
+  expect_refused(dir, out, [&] { prepare_text({(dir / "missing.txt").string()}, test::prepare_options(out)); }, {"missing.txt: no such file"});
   test::write_file(dir / "pref.jsonl", R"({"prompt": "a", "chosen": "the sea.", "rejected": "the sea."})");
-  expect_refused(dir, out, [&] { prepare_preference({(dir / "pref.jsonl").string()}, opts(out)); },
+  expect_refused(dir, out, [&] { prepare_preference({(dir / "pref.jsonl").string()}, test::prepare_options(out)); },
                  {"pref.jsonl:1: chosen and rejected are identical"});
 
   // A failed run leaves an existing dataset untouched.
   test::write_file(dir / "ok.jsonl", good + "\n");
-  prepare_chat({(dir / "ok.jsonl").string()}, opts(out));
-  EXPECT_THROW(prepare_chat({(dir / "role.jsonl").string()}, opts(out)), DataError);
+  prepare_chat({(dir / "ok.jsonl").string()}, test::prepare_options(out));
+  EXPECT_THROW(prepare_chat({(dir / "role.jsonl").string()}, test::prepare_options(out)), DataError);
   EXPECT_EQ(read_dataset_info(out.string()).train.sequences, 1);
 }
 
@@ -202,7 +195,7 @@ TEST(Text, DirectoriesAreReadInSortedOrderAndJsonlNeedsItsField) {
   test::write_file(dir / "in" / "b.txt", "the sea.\n");
   test::write_file(dir / "in" / "a.txt", "  call me Ishmael.\n\n");
   test::write_file(dir / "in" / "sub" / "c.jsonl", R"({"body": "the whale."})" "\n");
-  PrepareOptions o = opts(dir / "t.h5");
+  PrepareOptions o = test::prepare_options(dir / "t.h5");
   o.text_field = "body";
   std::vector<PrepareProgress> seen;
   o.progress = [&](const PrepareProgress& p) { seen.push_back(p); };
@@ -249,7 +242,7 @@ TEST(BadInput, TruncatedForeignAndMismatchedFilesAreRefused) {
   const path dir = test::scratch_dir("files");
   test::write_file(dir / "c.jsonl", R"({"messages": [{"role": "user", "content": "hi"}, {"role": "model", "content": "the sea."}]})");
   const std::string good = (dir / "good.h5").string();
-  prepare_chat({(dir / "c.jsonl").string()}, opts(good));
+  prepare_chat({(dir / "c.jsonl").string()}, test::prepare_options(good));
   auto refused = [](const std::string& file, const std::string& want) {
     try {
       read_dataset_info(file);

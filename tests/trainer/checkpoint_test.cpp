@@ -510,5 +510,3 @@ TEST(Checkpoint, ResumeOfAMissingOrUnmarkedDirectoryIsACheckpointError) {
 
 }  // namespace
 }  // namespace rg::trainer
-
-int main(int argc, char** argv) { return rg::test::run_all_tests(argc, argv); }

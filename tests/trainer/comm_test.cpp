@@ -4,16 +4,15 @@
 #include "trainer/comm/backend.h"
 #include "trainer/comm/communicator.h"
 
+#include "tests/trainer/test_support.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
 namespace rg::comm {
 namespace {
 
-Communicator& comm() {
-  static std::unique_ptr<Communicator> c = make_communicator("auto");
-  return *c;
-}
+using rg::test::comm;
 
 TEST(Communicator, AllReduceSum) {
   const int r = comm().rank(), n = comm().world_size();
@@ -121,17 +120,3 @@ TEST(ChooseBackend, FactoryRefusesBeforeStartingAnything) {
 
 }  // namespace
 }  // namespace rg::comm
-
-int main(int argc, char** argv) {
-  ::testing::InitGoogleTest(&argc, argv);
-  // Only rank 0 reports, so the log of an N-rank run reads like one test run; failures on any rank
-  // still fail the job through the exit code.
-  const int rank = rg::comm::comm().rank();
-  if (rank != 0) {
-    auto& listeners = ::testing::UnitTest::GetInstance()->listeners();
-    delete listeners.Release(listeners.default_result_printer());
-  }
-  const int failed = RUN_ALL_TESTS();
-  const double any_failed = rg::comm::comm().all_reduce_scalar(failed ? 1.0 : 0.0, /*max=*/true);
-  return any_failed > 0 ? 1 : 0;
-}

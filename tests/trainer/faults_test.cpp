@@ -88,5 +88,3 @@ TEST(RunOrAbort, ReturnsNormallyWithoutError) {
 
 }  // namespace
 }  // namespace rg::trainer
-
-int main(int argc, char** argv) { return rg::test::run_all_tests(argc, argv); }

@@ -476,5 +476,3 @@ TEST(ZeroOptimizer, ReshardRead) {
 
 }  // namespace
 }  // namespace rg::trainer
-
-int main(int argc, char** argv) { return rg::test::run_all_tests(argc, argv); }

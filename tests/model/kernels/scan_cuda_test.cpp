@@ -4,6 +4,8 @@
 // Label gpu: every test skips itself when no CUDA device is present.
 #include "model/kernels/rg_lru_scan.h"
 
+#include "tests/model/kernels/scan_inputs.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -20,20 +22,8 @@ namespace {
     if (!torch::cuda::is_available()) GTEST_SKIP() << "no CUDA device present"; \
   } while (0)
 
-struct Inputs {
-  torch::Tensor a, x, h0;  // CPU: a, x (B, T, L); h0 (B, L) in the accumulator dtype or undefined
-};
-
-// a in (0, 1) like exp(log_a), with exact zeros on ~10% of (b, t) rows: a document starts there.
-Inputs make_inputs(int64_t B, int64_t T, int64_t L, torch::Dtype dtype, bool with_h0, uint64_t seed) {
-  torch::manual_seed(seed);
-  torch::Tensor a = torch::rand({B, T, L}, torch::kDouble) * 0.98 + 0.01;  // (B, T, L)
-  const torch::Tensor reset = torch::rand({B, T, 1}, torch::kDouble) < 0.1;
-  a = a.masked_fill(reset, 0.0);
-  const torch::Tensor x = torch::randn({B, T, L}, torch::kDouble);  // (B, T, L)
-  const auto acc = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
-  return {a.to(dtype), x.to(dtype), with_h0 ? torch::randn({B, L}, torch::kDouble).to(acc) : torch::Tensor()};
-}
+using scan_test_inputs::Inputs;
+using scan_test_inputs::make_inputs;
 
 torch::Tensor to_cuda(const torch::Tensor& t) { return t.defined() ? t.to(torch::kCUDA) : t; }
 

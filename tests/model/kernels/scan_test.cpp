@@ -4,6 +4,7 @@
 #include "model/kernels/rg_lru_scan.h"
 
 #include "tests/float_tolerance.h"
+#include "tests/model/kernels/scan_inputs.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -11,20 +12,8 @@
 namespace rg::kernels {
 namespace {
 
-struct Inputs {
-  torch::Tensor a, x, h0;
-};
-
-// a in (0, 1) like exp(log_a), with some exact zeros where documents start.
-Inputs make_inputs(int64_t B, int64_t T, int64_t L, torch::Dtype dtype, bool with_h0, uint64_t seed) {
-  torch::manual_seed(seed);
-  torch::Tensor a = torch::rand({B, T, L}, torch::kDouble) * 0.98 + 0.01;
-  const torch::Tensor reset = torch::rand({B, T, 1}, torch::kDouble) < 0.1;
-  a = a.masked_fill(reset, 0.0);
-  const torch::Tensor x = torch::randn({B, T, L}, torch::kDouble);
-  const auto acc = dtype == torch::kDouble ? torch::kDouble : torch::kFloat;
-  return {a.to(dtype), x.to(dtype), with_h0 ? torch::randn({B, L}, torch::kDouble).to(acc) : torch::Tensor()};
-}
+using scan_test_inputs::Inputs;
+using scan_test_inputs::make_inputs;
 
 TEST(RgLruScan, FastEqualsReferenceForward) {
   for (bool with_h0 : {false, true}) {
