@@ -82,11 +82,15 @@ torch::Tensor chunked_sequence_logps(Griffin& model, const torch::Tensor& hidden
   torch::NoGradGuard no_grad;
   const int64_t B = hidden.size(0), T = hidden.size(1), W = hidden.size(2);
   const torch::Tensor flat = hidden.reshape({B * T, W}), t = targets.reshape(-1), m = mask.reshape(-1);
+  // Only masked positions need logits: prompt and pad positions are often over half of a pair batch, and
+  // the LM head (W x V) is most of the cost at a small width.
+  const torch::Tensor idx = m.nonzero().squeeze(1);  // (N) positions with a completion target
+  const int64_t N = idx.size(0);
   torch::Tensor per_token = torch::zeros({B * T}, hidden.options().dtype(torch::kFloat));  // (B*T)
-  for (int64_t s = 0; s < B * T; s += chunk_tokens) {
-    const int64_t n = std::min(chunk_tokens, B * T - s);
-    const torch::Tensor logp = torch::log_softmax(model->logits(flat.narrow(0, s, n)).to(torch::kFloat), -1);  // (n, V)
-    per_token.narrow(0, s, n).copy_(logp.gather(1, t.narrow(0, s, n).unsqueeze(1)).squeeze(1) * m.narrow(0, s, n));
+  for (int64_t s = 0; s < N; s += chunk_tokens) {
+    const torch::Tensor at = idx.narrow(0, s, std::min(chunk_tokens, N - s));  // (n)
+    const torch::Tensor logp = torch::log_softmax(model->logits(flat.index_select(0, at)).to(torch::kFloat), -1);  // (n, V)
+    per_token.index_copy_(0, at, logp.gather(1, t.index_select(0, at).unsqueeze(1)).squeeze(1) * m.index_select(0, at));
   }
   return per_token.view({B, T}).sum(1);  // (B)
 }
@@ -98,10 +102,12 @@ void backward_sequence_logps(Griffin& model, const torch::Tensor& hidden, const 
   const torch::Tensor flat = h.reshape({B * T, W}), t = targets.reshape(-1);
   // Each token's weight is its mask times its row's gradient.
   const torch::Tensor weight = (mask.to(torch::kFloat) * row_grad.detach().to(torch::kFloat).unsqueeze(1)).reshape(-1);
-  for (int64_t s = 0; s < B * T; s += chunk_tokens) {
-    const int64_t n = std::min(chunk_tokens, B * T - s);
-    const torch::Tensor logp = torch::log_softmax(model->logits(flat.narrow(0, s, n)).to(torch::kFloat), -1);  // (n, V)
-    (logp.gather(1, t.narrow(0, s, n).unsqueeze(1)).squeeze(1) * weight.narrow(0, s, n)).sum().backward();
+  const torch::Tensor idx = mask.reshape(-1).nonzero().squeeze(1);  // (N) as in chunked_sequence_logps
+  const int64_t N = idx.size(0);
+  for (int64_t s = 0; s < N; s += chunk_tokens) {
+    const torch::Tensor at = idx.narrow(0, s, std::min(chunk_tokens, N - s));  // (n)
+    const torch::Tensor logp = torch::log_softmax(model->logits(flat.index_select(0, at)).to(torch::kFloat), -1);  // (n, V)
+    (logp.gather(1, t.index_select(0, at).unsqueeze(1)).squeeze(1) * weight.index_select(0, at)).sum().backward();
   }
   if (h.grad().defined()) hidden.backward(h.grad());
 }
