@@ -2,9 +2,9 @@
 // resume), then per step: this rank's pairs -> forward -> per-pair loss -> backward -> reduce-scatter ->
 // clip -> AdamW -> all-gather -> schedule -> log -> evaluate -> checkpoint; at the end the final folder.
 //
-// Written beside trainer/trainer.cpp rather than inside it because its step takes pairs, not token rows,
-// and its helpers (to_device, pick_device, broadcast_parameters) are private there; a later refactor can
-// merge the two loops. Loss normalisation: the step's loss is the mean per-pair loss over the global batch;
+// Written beside trainer/trainer.cpp rather than inside it because its step takes pairs, not token rows; the
+// set-up pieces both loops need are in trainer/run_support.h, and a later refactor can merge the loops.
+// Loss normalisation: the step's loss is the mean per-pair loss over the global batch;
 // each rank back-propagates its per-pair sum divided by the global pair count, and gradients are summed.
 #include "rlhf/pair_trainer.h"
 
@@ -19,6 +19,7 @@
 #include "trainer/faults.h"
 #include "trainer/metrics.h"
 #include "trainer/recompute.h"
+#include "trainer/run_support.h"
 #include "trainer/schedule.h"
 #include "trainer/trainer.h"
 #include "trainer/zero_optimizer.h"
@@ -39,33 +40,12 @@ namespace {
 
 namespace fs = std::filesystem;
 using trainer::TrainSetupError;
-using Clock = std::chrono::steady_clock;
+using trainer::Clock;
+using trainer::broadcast_parameters;
+using trainer::guess_peak_flops;
+using trainer::pick_device;
+using trainer::seconds_since;
 using Stats = std::map<std::string, torch::Tensor>;  // name -> (P) per-pair values
-
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
-
-torch::Device pick_device(const std::string& name, const comm::Communicator& comm) {
-  const bool cuda = torch::cuda::is_available();
-  if (name == "cuda" && !cuda) throw TrainSetupError("train.device: cuda requested but no CUDA device is available");
-  if (name == "cpu" || !cuda) return torch::kCPU;
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank() % torch::cuda::device_count()));
-}
-
-// As trainer.cpp's guess (private there): H100 bf16 on CUDA; on a CPU ~64 GFLOP/s per thread.
-double guess_peak_flops(const torch::Device& device, bool bf16) {
-  if (device.is_cuda()) return bf16 ? 989e12 : 67e12;
-  return at::get_num_threads() * 64e9;
-}
-
-void broadcast_parameters(torch::nn::Module& module, comm::Communicator& comm) {
-  if (comm.world_size() == 1) return;
-  torch::NoGradGuard no_grad;
-  for (auto& p : module.parameters()) {
-    torch::Tensor t = p.detach().contiguous();
-    comm.broadcast(t, 0);
-    p.copy_(t);
-  }
-}
 
 // What differs between reward-model training and DPO: the trained module, the per-pair statistics of a
 // batch (and the backward of scale * sum(loss) when scale != 0), and the final folder.

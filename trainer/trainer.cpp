@@ -18,6 +18,7 @@
 #include "trainer/metrics.h"
 #include "trainer/preflight.h"
 #include "trainer/recompute.h"
+#include "trainer/run_support.h"
 #include "trainer/schedule.h"
 #include "trainer/zero_optimizer.h"
 
@@ -37,9 +38,7 @@ namespace rg::trainer {
 namespace {
 
 namespace fs = std::filesystem;
-using Clock = std::chrono::steady_clock;
 
-double seconds_since(Clock::time_point t) { return std::chrono::duration<double>(Clock::now() - t).count(); }
 
 MicroBatch to_device(const data::Batch& b, const torch::Device& device) {
   auto ints = [&](const std::vector<int32_t>& v) {
@@ -56,31 +55,6 @@ MicroBatch to_device(const data::Batch& b, const torch::Device& device) {
     if (row == 0) ++d.unsupervised_rows;
   }
   return d;
-}
-
-torch::Device pick_device(const std::string& name, const comm::Communicator& comm) {
-  const bool cuda = torch::cuda::is_available();
-  if (name == "cuda" && !cuda) throw TrainSetupError("train.device: cuda requested but no CUDA device is available");
-  if (name == "cpu" || !cuda) return torch::kCPU;
-  return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank() % torch::cuda::device_count()));
-}
-
-// Dense peak FLOP/s used for MFU when train.peak_flops is 0: H100 bf16 on CUDA; on a CPU a rough
-// AVX-512 fp32 figure per thread (32 FLOP/cycle at ~2 GHz). Set train.peak_flops for real numbers.
-double guess_peak_flops(const torch::Device& device, bool bf16) {
-  if (device.is_cuda()) return bf16 ? 989e12 : 67e12;
-  return at::get_num_threads() * 64e9;
-}
-
-// Broadcasts rank 0's values so that every rank starts from identical weights whatever its RNG did.
-void broadcast_parameters(Griffin& model, comm::Communicator& comm) {
-  if (comm.world_size() == 1) return;
-  torch::NoGradGuard no_grad;
-  for (auto& p : model->parameters()) {
-    torch::Tensor t = p.detach().contiguous();
-    comm.broadcast(t, 0);
-    p.copy_(t);
-  }
 }
 
 // The data set's kind, vocabulary, tokenizer, special ids and split sizes against the run, before any work
@@ -247,7 +221,7 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   } catch (...) {
     rethrow_one_line("building the model on " + device.str(), memory.describe());
   }
-  broadcast_parameters(model, comm);
+  broadcast_parameters(*model, comm);
   if (c.train.recompute) enable_recompute(model);
   const ModelConfig& mc = model->config();
 
