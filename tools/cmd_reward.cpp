@@ -5,10 +5,9 @@
 #include "configs/sections.h"
 #include "rlhf/pair_trainer.h"
 #include "tools/command.h"
+#include "tools/training_launch.h"
 #include "trainer/trainer.h"
 
-#include <iostream>
-#include <sstream>
 
 namespace rg::tools {
 
@@ -24,25 +23,11 @@ int run_pair_command(rlhf::PairTask task, int argc, char** argv) {
   config::add_rlhf_options(options, &rlhf, dpo);
   options.required("train.init_from");
   if (!options.parse(argc, argv)) return 0;
-  auto comm = comm::make_communicator("auto");
-  std::ostringstream effective;
-  options.print_effective(effective);
-  if (comm->rank() == 0) std::cout << effective.str();
-  auto fail = [&](const std::string& message, int exit_code) {
-    std::cerr << argv[0] << ": rank " << comm->rank() << ": " << message << std::endl;
-    comm->abort(exit_code);
-  };
-  int code = 0;
-  try {
-    code = rlhf::run_pair_training(task, config, rlhf, *comm, effective.str());
-  } catch (const trainer::TrainSetupError& e) {
-    if (comm->world_size() == 1) throw config::ConfigError(e.what());
-    fail(e.what(), 2);
-  } catch (const std::exception& e) {
-    if (comm->world_size() == 1) throw;
-    fail(std::string("error: ") + e.what(), 1);
-  }
-  return code;
+  auto comm = make_training_communicator(options, config);
+  const std::string effective = announce_effective_config(options, *comm);
+  return run_training_command(argv[0], *comm, [&] {
+    return rlhf::run_pair_training(task, config, rlhf, *comm, effective);
+  });
 }
 
 }  // namespace rg::tools

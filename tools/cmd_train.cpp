@@ -2,15 +2,9 @@
 // (launch/local.sh, launch/multinode.sh, launch/slurm.sbatch). Settings: [model] (or --train.init_from),
 // [data], [train], [optim], [checkpoint].
 #include "configs/sections.h"
-#include "data/data_error.h"
 #include "tools/command.h"
-#include "trainer/comm/backend.h"
+#include "tools/training_launch.h"
 #include "trainer/trainer.h"
-
-#include <torch/cuda.h>
-
-#include <iostream>
-#include <sstream>
 
 namespace {
 
@@ -34,38 +28,11 @@ int run(rg::trainer::Task task, int argc, char** argv) {
       }
     }
   }
-  // MPI moves CPU tensors and NCCL CUDA ones, so the communicator follows the device the trainer will pick.
-  const bool cuda = config.train.device != "cpu" && torch::cuda::is_available();
-  std::unique_ptr<rg::comm::Communicator> comm;
-  try {
-    comm = rg::comm::make_communicator(config.train.comm,
-                                       cuda ? rg::comm::TensorDevice::kCuda : rg::comm::TensorDevice::kCpu);
-  } catch (const rg::comm::BackendError& e) {
-    options.fail("train.comm", e.what());
-  }
-  std::ostringstream effective;
-  options.print_effective(effective);
-  if (comm->rank() == 0) std::cout << effective.str();
-  // One rank alone reports like any command (one line, exit 2 or 1). With several, a failure on one rank
-  // must end the whole job, never leave the others waiting in a collective.
-  auto fail = [&](const std::string& message, int exit_code) {
-    std::cerr << argv[0] << ": rank " << comm->rank() << ": " << message << std::endl;
-    comm->abort(exit_code);
-  };
-  int code = 0;
-  try {
-    code = rg::trainer::run_training(task, config, model, *comm, effective.str());
-  } catch (const rg::trainer::TrainSetupError& e) {
-    if (comm->world_size() == 1) throw rg::config::ConfigError(e.what());
-    fail(e.what(), 2);
-  } catch (const rg::data::DataError& e) {  // an unusable dataset file exits 2 (BadDataFile), as with one rank
-    if (comm->world_size() == 1) throw;
-    fail(e.what(), e.exit_code());
-  } catch (const std::exception& e) {
-    if (comm->world_size() == 1) throw;
-    fail(std::string("error: ") + e.what(), 1);
-  }
-  return code;
+  auto comm = rg::tools::make_training_communicator(options, config);
+  const std::string effective = rg::tools::announce_effective_config(options, *comm);
+  return rg::tools::run_training_command(argv[0], *comm, [&] {
+    return rg::trainer::run_training(task, config, model, *comm, effective);
+  });
 }
 
 int run_pretrain(int argc, char** argv) { return run(rg::trainer::Task::kPretrain, argc, argv); }
