@@ -5,8 +5,11 @@
 #include "tests/data/data_test_support.h"
 
 #include <gtest/gtest.h>
+#include <hdf5.h>
 
+#include <limits>
 #include <string>
+#include <vector>
 
 namespace rg::data {
 namespace {
@@ -64,6 +67,31 @@ TEST(PreferenceMargin, NonFiniteOrNonNumericIsRefusedWithFileAndLine) {
                            "margin: expected a number");
   expect_refused_at_line_2(R"({"prompt": "a", "chosen": "b", "rejected": "c", "margin": [1]})",
                            "margin: expected a number");
+}
+
+TEST(PreferenceMargin, AnInfiniteMarginInTheFileIsRefusedNamingTheElement) {
+  // prepare never writes inf; an edited or damaged file could, and it would make the loss infinite.
+  const path dir = test::scratch_dir("margin_inf");
+  test::write_file(dir / "pref.jsonl",
+                   R"({"prompt": "the sea?", "chosen": "deep.", "rejected": "white.", "margin": 1})" "\n"
+                   R"({"prompt": "the ship?", "chosen": "a boat.", "rejected": "a whale.", "margin": 2})" "\n");
+  prepare_preference({(dir / "pref.jsonl").string()}, margin_opts(dir / "pref.h5"));
+  const std::string file = (dir / "pref.h5").string();
+  {
+    const hid_t f = H5Fopen(file.c_str(), H5F_ACC_RDWR, H5P_DEFAULT);
+    ASSERT_GE(f, 0);
+    const hid_t d = H5Dopen2(f, "train/margin", H5P_DEFAULT);
+    ASSERT_GE(d, 0);
+    const std::vector<double> values = {1.0, std::numeric_limits<double>::infinity()};
+    ASSERT_GE(H5Dwrite(d, H5T_NATIVE_DOUBLE, H5S_ALL, H5S_ALL, H5P_DEFAULT, values.data()), 0);
+    H5Dclose(d), H5Fclose(f);
+  }
+  try {
+    read_preference(file);
+    ADD_FAILURE() << "an infinite margin was read";
+  } catch (const BadDataFile& e) {
+    EXPECT_NE(std::string(e.what()).find(file + ":/train/margin[1]: infinite margin"), std::string::npos) << e.what();
+  }
 }
 
 }  // namespace
