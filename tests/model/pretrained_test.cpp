@@ -1,10 +1,11 @@
 // Hugging Face folders of a real Griffin: save -> load -> save gives identical tensors and logits, bf16
 // storage, a folder for another shape is refused naming the tensors (before allocating when the config is
 // far larger than the weights), and `rgemma logits` (the command
-// users run to check parity) writes exactly the in-process forward's logits.
+// users run to check parity) writes the in-process forward's logits (to float32 summation order).
 #include "model/pretrained.h"
 
 #include "model/io/safetensors.h"
+#include "tests/float_tolerance.h"
 
 #include <gtest/gtest.h>
 #include <torch/torch.h>
@@ -126,7 +127,10 @@ TEST(Pretrained, LogitsCommandWritesTheForwardPass) {
   torch::NoGradGuard no_grad;
   const torch::Tensor expected = model(tokens.to(torch::kLong), pos.to(torch::kLong));
   ASSERT_EQ(logits.sizes(), expected.sizes());
-  EXPECT_LT((logits - expected).abs().max().item<double>(), 1e-5);
+  // `rgemma logits` runs in another process with its own thread count, so its matmuls may sum in another
+  // order: two float32 evaluations of the model (|logits| <= 30, the soft cap; longest sum 192, the MLP;
+  // 4 blocks x 3 sums + the head).
+  EXPECT_LT((logits - expected).abs().max().item<double>(), test::float32_vs_float32(30.0, 192, 13));
 }
 
 }  // namespace

@@ -3,6 +3,8 @@
 // tokens, seeding, and the top-k / top-p / temperature rule on a known distribution.
 #include "model/sampler.h"
 
+#include "tests/float_tolerance.h"
+
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
@@ -49,7 +51,11 @@ TEST(Sampler, GreedyMatchesRecomputingTheFullSequence) {
     const auto [ids, logps] = slow_greedy(model, prompts[b], 12);
     EXPECT_EQ(g.ids[b], ids) << "prompt " << b;
     ASSERT_EQ(g.logprobs[b].size(), logps.size());
-    for (size_t i = 0; i < logps.size(); ++i) EXPECT_NEAR(g.logprobs[b][i], logps[i], 1e-4);
+    // The sampler's logits (prefill + steps) and the recomputed parallel pass are two float32 evaluations of
+    // the tiny model: |logits| <= 30 (soft cap), longest sum 192 (MLP), 3 blocks x 3 sums + the head. A
+    // log-softmax moves by at most twice the largest logit error.
+    const double bound = 2 * test::float32_vs_float32(30.0, 192, 10);
+    for (size_t i = 0; i < logps.size(); ++i) EXPECT_NEAR(g.logprobs[b][i], logps[i], bound);
     // Alone in its own batch, the prompt gives the same generation: padding is invisible.
     EXPECT_EQ(generate(model, {prompts[b]}, o).ids[0], ids);
   }
