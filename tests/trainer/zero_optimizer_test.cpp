@@ -310,7 +310,9 @@ void expect_load_refused(const std::string& dir, const std::vector<std::string>&
   }
 }
 
-TEST(ZeroOptimizer, LoadRefusesMalformedLayoutFields) {
+// A ZeRO-1 state saved after 3 steps into a fresh folder every rank agrees on: what the malformed-state
+// tests corrupt. Collective.
+std::string save_state_after_three_steps() {
   const std::string saved = rg::test::shared_temp_dir("rg-zero");
   {
     torch::nn::Sequential model = make_model();
@@ -320,6 +322,11 @@ TEST(ZeroOptimizer, LoadRefusesMalformedLayoutFields) {
     opt.save_state(saved);
   }
   comm().barrier();
+  return saved;
+}
+
+TEST(ZeroOptimizer, LoadRefusesMalformedLayoutFields) {
+  const std::string saved = save_state_after_three_steps();
   const nlohmann::json good = read_layout(saved);
   const int n = comm().world_size();
   struct Case {
@@ -383,15 +390,7 @@ TEST(ZeroOptimizer, LoadRefusesMalformedLayoutFields) {
 }
 
 TEST(ZeroOptimizer, LoadRefusesMalformedShards) {
-  const std::string saved = rg::test::shared_temp_dir("rg-zero");
-  {
-    torch::nn::Sequential model = make_model();
-    ZeroOptimizer opt(zero_params_from(model->named_parameters()), comm(), test_config(1));
-    double norm;
-    for (int s = 0; s < 3; ++s) sharded_step(model, opt, s, &norm);
-    opt.save_state(saved);
-  }
-  comm().barrier();
+  const std::string saved = save_state_after_three_steps();
   const int n = comm().world_size();
   auto shard = [&](const std::string& dir, int q) { return dir + "/optim-rank" + std::to_string(q) + "-of-" + std::to_string(n) + ".pt"; };
   // Rewrites every shard with `edit` applied to its tensors (every rank reads at least its own shard).
