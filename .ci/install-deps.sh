@@ -13,6 +13,7 @@ packages=(
   libboost-program-options-dev
   libgtest-dev
   nlohmann-json3-dev
+  python3-matplotlib  # plots: rgemma report, the benchmark figures (tools/plot/)
 )
 
 missing=()
