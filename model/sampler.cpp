@@ -1,29 +1,114 @@
-// Batched sampling: left-pad, prefill the state, then one step per generated token (spec sections 8-9).
+// Batched sampling: left-pad, prefill the state, then one step per generated token (docs/architecture.md §8-9), with
+// the token rule vectorised over the batch on the model's device.
+//
+// The rule on logits l (B, V), temperature T, uniforms u (B):
+//   z = (l - max l) / T, p = exp(z) / sum exp(z)        full-vocabulary probabilities (z <= 0: no overflow)
+//   top_k = 0, top_p = 1: inverse CDF over the vocabulary in id order (cumsum in float64 + searchsorted)
+//   otherwise the candidates, most likely first: torch::topk(k) for top_k > 0, else an adaptive top-k that
+//   grows (x4) until every row's candidates hold top_p of the mass; top-p keeps the shortest prefix whose
+//   full-vocabulary mass reaches top_p; inverse CDF over what is kept.
+// Only the candidates are ever sorted. The chosen token is the same function of u as the old per-row
+// double-precision loop except where probabilities tie (the order of tied candidates is topk's) or sit
+// within float32 rounding of a top-p cut.
 #include "model/sampler.h"
 
 #include <algorithm>
 #include <cmath>
 #include <sstream>
-#include <numeric>
-#include <random>
 #include <stdexcept>
 
 namespace rg {
 namespace {
 
-std::string number_text(double v) {
+std::string sampler_number_text(double v) {
   std::ostringstream s;
   s << v;
   return s.str();
 }
 
-// NaN or +inf anywhere, or no finite logit at all: softmax would be NaN and argmax arbitrary. -inf alone
-// is a token that cannot be chosen.
-void check_logits(const torch::Tensor& l, const std::string& where) {
-  if (torch::isnan(l).any().item<bool>() || torch::isposinf(l).any().item<bool>() ||
-      (l.numel() > 0 && !torch::isfinite(l).any().item<bool>())) {
-    throw std::runtime_error(where + "the model's logits contain NaN or infinity (corrupt weights, or an overflow "
-                             "in the forward pass); refusing to sample from them");
+[[noreturn]] void throw_non_finite_logits(const std::string& where) {
+  throw std::runtime_error(where + "the model's logits contain NaN or infinity (corrupt weights, or an overflow "
+                           "in the forward pass); refusing to sample from them");
+}
+
+// splitmix64's finaliser (Steele, Lea, Flood 2014): a bijection of 64-bit words with full avalanche.
+uint64_t sampler_mix64(uint64_t x) {
+  x += 0x9E3779B97F4A7C15ull;
+  x = (x ^ (x >> 30)) * 0xBF58476D1CE4E5B9ull;
+  x = (x ^ (x >> 27)) * 0x94D049BB133111EBull;
+  return x ^ (x >> 31);
+}
+
+// The largest double below 1: target = u * total is kept below total so that searchsorted never runs off
+// the end (u * total can round up to total).
+constexpr double kBelowOne = 1.0 - 1.0 / 9007199254740992.0;  // 1 - 2^-53
+
+// Inverse CDF over the columns of prob (B, N) float64 (non-negative, each row with mass > 0):
+// the first column whose cumulative sum exceeds u * total.
+torch::Tensor inverse_cdf(const torch::Tensor& prob, const torch::Tensor& u) {
+  const torch::Tensor cdf = prob.cumsum(-1);                   // (B, N)
+  const torch::Tensor total = cdf.select(1, cdf.size(1) - 1);  // (B)
+  const torch::Tensor target = torch::minimum(u * total, total * kBelowOne).unsqueeze(1);
+  return torch::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(prob.size(1) - 1);
+}
+
+// The most likely candidates of each row, most likely first, enough of them that every row's
+// full-vocabulary mass reaches top_p (or all V): values z (B, k) and ids (B, k).
+std::tuple<torch::Tensor, torch::Tensor> nucleus_candidates(const torch::Tensor& z, const torch::Tensor& lse,
+                                                            double top_p) {
+  const int64_t V = z.size(1);
+  for (int64_t k = std::min<int64_t>(64, V);; k = std::min(V, 4 * k)) {
+    auto [values, ids] = torch::topk(z, k, -1, /*largest=*/true, /*sorted=*/true);
+    if (k == V) return {values, ids};
+    const torch::Tensor mass = (values - lse.unsqueeze(1)).to(torch::kDouble).exp().sum(-1);  // (B)
+    if ((mass >= top_p).all().item<bool>()) return {values, ids};
+  }
+}
+
+struct DevicePick {
+  torch::Tensor ids;       // (B) int64
+  torch::Tensor logprobs;  // (B) float32/64
+  torch::Tensor finite;    // (B) bool: the row's maximum is finite (no NaN, no +inf, not all -inf)
+};
+
+// The rule on the logits' device; options already checked. u (B) float64 on the same device.
+DevicePick pick_on_device(const torch::Tensor& logits, const SamplerOptions& o, const torch::Tensor& u) {
+  const torch::Tensor l = logits.scalar_type() == torch::kDouble ? logits : logits.to(torch::kFloat);  // (B, V)
+  // max propagates NaN and is +inf with any +inf, -inf when the whole row is: one test covers all three.
+  const torch::Tensor m = std::get<0>(l.max(-1, /*keepdim=*/true));  // (B, 1)
+  const torch::Tensor finite = torch::isfinite(m.squeeze(1));
+  if (o.greedy) {
+    const torch::Tensor ids = l.argmax(-1);  // the first maximum, as before
+    // log_softmax(l)[argmax] = -log sum exp(l - max)
+    return {ids, (l - m).exp().sum(-1).log().neg(), finite};
+  }
+  const torch::Tensor z = (l - m) / o.temperature;  // (B, V), <= 0
+  const torch::Tensor e = z.exp();
+  const torch::Tensor lse = e.sum(-1).log();  // (B) log sum exp(z), in [0, log V]
+  torch::Tensor ids;
+  if (o.top_k == 0 && o.top_p >= 1.0) {
+    ids = inverse_cdf(e.to(torch::kDouble), u);
+  } else {
+    torch::Tensor values, candidates;
+    if (o.top_k > 0) {
+      std::tie(values, candidates) = torch::topk(z, std::min(o.top_k, z.size(1)), -1, true, true);
+    } else {
+      std::tie(values, candidates) = nucleus_candidates(z, lse, o.top_p);
+    }
+    torch::Tensor prob = (values - lse.unsqueeze(1)).to(torch::kDouble).exp();  // (B, k) full-vocabulary p
+    if (o.top_p < 1.0) {
+      // Keep candidates up to and including the first whose cumulative mass reaches top_p.
+      const torch::Tensor keep = ((prob.cumsum(-1) < o.top_p).sum(-1, true) + 1);  // (B, 1)
+      prob = prob * (torch::arange(prob.size(1), keep.options()).unsqueeze(0) < keep);
+    }
+    ids = candidates.gather(1, inverse_cdf(prob, u).unsqueeze(1)).squeeze(1);
+  }
+  return {ids, z.gather(1, ids.unsqueeze(1)).squeeze(1) - lse, finite};
+}
+
+void check_logits_shape(const torch::Tensor& logits, const torch::Tensor& u) {
+  if (logits.dim() != 2 || logits.size(1) == 0 || u.dim() != 1 || u.size(0) != logits.size(0)) {
+    throw std::invalid_argument("pick_tokens: expected logits (B, V) with V >= 1 and u (B)");
   }
 }
 
@@ -36,55 +121,45 @@ void check_sampler_options(const SamplerOptions& o) {
   if (o.greedy) return;
   // Written as "inside the range" so that NaN fails every test.
   if (!(std::isfinite(o.temperature) && o.temperature >= kMinTemperature)) {
-    throw std::invalid_argument("temperature: expected a finite number >= " + number_text(kMinTemperature) +
-                                " (for argmax use greedy), got " + number_text(o.temperature));
+    throw std::invalid_argument("temperature: expected a finite number >= " + sampler_number_text(kMinTemperature) +
+                                " (for argmax use greedy), got " + sampler_number_text(o.temperature));
   }
   if (o.top_k < 0) throw std::invalid_argument("top_k: expected >= 0 (0 = all), got " + std::to_string(o.top_k));
   if (!(o.top_p > 0 && o.top_p <= 1)) {
-    throw std::invalid_argument("top_p: expected a number in (0, 1], got " + number_text(o.top_p));
+    throw std::invalid_argument("top_p: expected a number in (0, 1], got " + sampler_number_text(o.top_p));
   }
+}
+
+uint64_t row_seed(uint64_t seed, int64_t row) {
+  return sampler_mix64(sampler_mix64(seed) ^ static_cast<uint64_t>(row));
+}
+
+double row_uniform(uint64_t seed, int64_t step) {
+  const uint64_t bits = sampler_mix64(sampler_mix64(seed) + static_cast<uint64_t>(step) * 0xD1B54A32D192ED03ull);
+  return static_cast<double>(bits >> 11) * (1.0 / 9007199254740992.0);  // 53 bits -> [0, 1)
+}
+
+Picked pick_tokens(const torch::Tensor& logits, const SamplerOptions& o, const torch::Tensor& u) {
+  check_sampler_options(o);
+  check_logits_shape(logits, u);
+  torch::NoGradGuard no_grad;
+  const DevicePick p = pick_on_device(logits, o, u.to(logits.device(), torch::kDouble));
+  if (!p.finite.all().item<bool>()) throw_non_finite_logits("sampler: ");
+  return {p.ids, p.logprobs.to(torch::kDouble)};
 }
 
 int64_t pick_token(const torch::Tensor& logits, const SamplerOptions& o, double u) {
-  check_sampler_options(o);
-  const torch::Tensor l = logits.to(torch::kDouble).contiguous();  // (V)
-  check_logits(l, "sampler: ");
-  if (o.greedy) return l.argmax().item<int64_t>();
-  const torch::Tensor probs = torch::softmax(l / o.temperature, 0).contiguous();  // (V)
-  const double* p = probs.data_ptr<double>();
-  const int64_t V = probs.numel();
-  std::vector<int64_t> order(V);
-  std::iota(order.begin(), order.end(), 0);
-  // Most likely first; ties by id so that the choice is deterministic.
-  std::stable_sort(order.begin(), order.end(), [p](int64_t a, int64_t b) { return p[a] > p[b]; });
-  int64_t keep = o.top_k > 0 ? std::min(o.top_k, V) : V;
-  if (o.top_p < 1.0) {
-    double mass = 0;
-    for (int64_t i = 0; i < keep; ++i) {
-      mass += p[order[i]];
-      if (mass >= o.top_p) {
-        keep = i + 1;
-        break;
-      }
-    }
-  }
-  double total = 0;
-  for (int64_t i = 0; i < keep; ++i) total += p[order[i]];
-  double target = u * total, acc = 0;
-  for (int64_t i = 0; i < keep; ++i) {
-    acc += p[order[i]];
-    if (target < acc) return order[i];
-  }
-  return order[keep - 1];
+  if (logits.dim() != 1) throw std::invalid_argument("pick_token: expected logits (V)");
+  return pick_tokens(logits.unsqueeze(0), o, torch::tensor({u}, torch::kDouble)).ids[0].item<int64_t>();
 }
 
-Generation generate(Griffin& model, const std::vector<std::vector<int64_t>>& prompts, const SamplerOptions& o) {
+PromptState PromptState::repeat(int64_t g) const {
+  if (g < 1) throw std::invalid_argument("PromptState::repeat: expected g >= 1, got " + std::to_string(g));
+  return {state.repeat_rows(g), logits.repeat_interleave(g, 0), next_pos.repeat_interleave(g, 0)};
+}
+
+PromptState prefill(Griffin& model, const std::vector<std::vector<int64_t>>& prompts, const SamplerOptions& o) {
   if (prompts.empty()) throw std::invalid_argument("generate: no prompts");
-  try {
-    check_sampler_options(o);
-  } catch (const std::invalid_argument& e) {
-    throw std::invalid_argument(std::string("generate: ") + e.what());
-  }
   const int64_t V = model->config().vocab_size, B = static_cast<int64_t>(prompts.size());
   int64_t P = 0;
   for (size_t b = 0; b < prompts.size(); ++b) {
@@ -109,35 +184,72 @@ Generation generate(Griffin& model, const std::vector<std::vector<int64_t>>& pro
     pos[b].copy_((torch::arange(P, torch::kLong) - P + n).clamp_min(-1));
     next_pos[b] = n;
   }
-  SamplingState state;
-  torch::Tensor logits = model->prefill(tokens.to(device), pos.to(device), state).select(1, P - 1);  // (B, V)
+  PromptState p;
+  // Logits at the last position only: (B, V), not (B, P, V).
+  const torch::Tensor h = model->hidden(tokens.to(device), pos.to(device), &p.state);  // (B, P, W)
+  p.logits = model->logits(h.select(1, P - 1));
+  p.next_pos = torch::tensor(next_pos, torch::kLong).to(device);
+  return p;
+}
 
+Generation generate(Griffin& model, PromptState prompt, const SamplerOptions& o) {
+  try {
+    check_sampler_options(o);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("generate: ") + e.what());
+  }
+  const int64_t B = prompt.batch();
+  if (B == 0 || prompt.state.empty()) throw std::invalid_argument("generate: the prompt state is empty");
+  if (!o.row_seeds.empty() && static_cast<int64_t>(o.row_seeds.size()) != B) {
+    throw std::invalid_argument("generate: row_seeds: expected " + std::to_string(B) + " seeds (one per row), got " +
+                                std::to_string(o.row_seeds.size()));
+  }
+  std::vector<uint64_t> seeds(B);
+  for (int64_t b = 0; b < B; ++b) seeds[b] = o.row_seeds.empty() ? row_seed(o.seed, b) : o.row_seeds[b];
+
+  torch::NoGradGuard no_grad;
+  const auto device = model->device();
+  SamplingState state = std::move(prompt.state);
+  torch::Tensor logits = prompt.logits;
+  const torch::Tensor next_pos = prompt.next_pos.to(device);
   Generation g;
   g.ids.resize(B), g.logprobs.resize(B), g.stopped.assign(B, false);
-  std::mt19937_64 rng(o.seed);
-  std::uniform_real_distribution<double> uniform(0.0, 1.0);
+  torch::Tensor u = torch::empty({B}, torch::kDouble), next = torch::empty({B}, torch::kLong);
+  double* u_data = u.data_ptr<double>();
+  int64_t* next_data = next.data_ptr<int64_t>();
   for (int64_t s = 0; s < o.max_new_tokens; ++s) {
-    const torch::Tensor cpu = logits.to(torch::kCPU, torch::kDouble);  // (B, V)
-    check_logits(cpu, "generate: step " + std::to_string(s) + ": ");
-    const torch::Tensor logp = torch::log_softmax(cpu, -1);  // (B, V)
-    torch::Tensor next = torch::full({B}, o.pad_id, torch::kLong), step_pos = torch::empty({B}, torch::kLong);
+    for (int64_t b = 0; b < B; ++b) u_data[b] = row_uniform(seeds[b], s);
+    const DevicePick pick = pick_on_device(logits, o, u.to(device));
+    // One copy to the host per step: ids, log-probs and the finiteness flags (ids < 2^53 are exact).
+    const torch::Tensor host = torch::stack({pick.ids.to(torch::kDouble), pick.logprobs.to(torch::kDouble),
+                                             pick.finite.to(torch::kDouble)}).cpu();  // (3, B)
+    const auto h = host.accessor<double, 2>();
     bool any_running = false;
     for (int64_t b = 0; b < B; ++b) {
-      const double u = uniform(rng);  // drawn for every row so each row's stream is independent of the others
-      step_pos[b] = next_pos[b]++;
+      if (h[2][b] == 0) throw_non_finite_logits("generate: step " + std::to_string(s) + ": ");
+      next_data[b] = o.pad_id;
       if (g.stopped[b]) continue;
-      const int64_t id = pick_token(cpu[b], o, u);
+      const auto id = static_cast<int64_t>(h[0][b]);
       g.ids[b].push_back(id);
-      g.logprobs[b].push_back(logp[b][id].item<double>());
-      next[b] = id;
+      g.logprobs[b].push_back(h[1][b]);
+      next_data[b] = id;
       if (std::find(o.stop_ids.begin(), o.stop_ids.end(), id) != o.stop_ids.end()) g.stopped[b] = true;
       any_running |= !g.stopped[b];
     }
     if (!any_running || s + 1 == o.max_new_tokens) break;
-    logits = model->step(next.to(device), step_pos.to(device), state);
+    logits = model->step(next.to(device), next_pos + s, state);
   }
   g.state_bytes = state.bytes();
   return g;
+}
+
+Generation generate(Griffin& model, const std::vector<std::vector<int64_t>>& prompts, const SamplerOptions& o) {
+  try {
+    check_sampler_options(o);
+  } catch (const std::invalid_argument& e) {
+    throw std::invalid_argument(std::string("generate: ") + e.what());
+  }
+  return generate(model, prefill(model, prompts, o), o);
 }
 
 }  // namespace rg

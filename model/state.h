@@ -1,4 +1,4 @@
-// The sampling state ("cache", spec section 9): a fixed-size record per block, so memory does not grow with
+// The sampling state ("cache", docs/architecture.md §9): a fixed-size record per block, so memory does not grow with
 // the number of generated tokens. Recurrent blocks keep the last K-1 conv inputs and the float32 LRU state;
 // local-attention blocks keep a ring buffer of `window` keys and values (slot = position mod window).
 // A global-attention block (the Gemma baseline, window 0) has no bound and keeps a growing cache instead.
@@ -45,6 +45,19 @@ struct SamplingState {
     return n;
   }
   bool empty() const { return blocks.empty(); }
+
+  // Every tensor with each row copied g times: row i -> rows i*g .. i*g+g-1 (all tensors are batch-first).
+  SamplingState repeat_rows(int64_t g) const {
+    auto rep = [g](const torch::Tensor& t) { return t.defined() ? t.repeat_interleave(g, 0) : t; };
+    SamplingState out;
+    for (const auto& b : blocks) {
+      BlockState r;
+      r.recurrent = {rep(b.recurrent.conv), rep(b.recurrent.lru)};
+      r.attention = {rep(b.attention.keys), rep(b.attention.values), rep(b.attention.positions), b.attention.ring};
+      out.blocks.push_back(std::move(r));
+    }
+    return out;
+  }
 };
 
 }  // namespace rg

@@ -1,6 +1,8 @@
 // The sampler against a slow reference that re-runs the parallel pass over the whole sequence at every
 // step: greedy ids and log-probabilities, batches of different lengths equal to each prompt alone, stop
-// tokens, seeding, and the top-k / top-p / temperature rule on a known distribution.
+// tokens, seeding (per row: prefill + repeat + generate equals each copy alone), the top-k / top-p /
+// temperature rule on a known distribution, against the old per-row double-precision sort as a function of
+// u, and its distribution (chi-square against the exact truncated distribution).
 #include "model/sampler.h"
 
 #include "tests/float_tolerance.h"
@@ -8,8 +10,12 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <algorithm>
+#include <cmath>
 #include <functional>
 #include <limits>
+#include <numeric>
+#include <set>
 
 namespace rg {
 namespace {
@@ -85,6 +91,197 @@ TEST(Sampler, SeededSamplingIsReproducible) {
   EXPECT_NE(generate(model, {{2, 3}, {2, 4, 5}}, o).ids, a.ids);
 }
 
+// The old sampler's rule for one row, kept as the slow reference: softmax in float64, a stable sort of the
+// whole vocabulary, the top-k then top-p prefix, inverse CDF over it in sorted order.
+int64_t sorted_reference_pick(const torch::Tensor& logits, const SamplerOptions& o, double u) {
+  const torch::Tensor probs = torch::softmax(logits.to(torch::kDouble) / o.temperature, 0).contiguous();
+  const double* p = probs.data_ptr<double>();
+  const int64_t V = probs.numel();
+  std::vector<int64_t> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [p](int64_t a, int64_t b) { return p[a] > p[b]; });
+  int64_t keep = o.top_k > 0 ? std::min(o.top_k, V) : V;
+  if (o.top_p < 1.0) {
+    double mass = 0;
+    for (int64_t i = 0; i < keep; ++i) {
+      if ((mass += p[order[i]]) >= o.top_p) {
+        keep = i + 1;
+        break;
+      }
+    }
+  }
+  double total = 0;
+  for (int64_t i = 0; i < keep; ++i) total += p[order[i]];
+  double acc = 0;
+  for (int64_t i = 0; i < keep; ++i) {
+    if (u * total < (acc += p[order[i]])) return order[i];
+  }
+  return order[keep - 1];
+}
+
+// The exact distribution the options define (the reference's truncation, renormalised), float64.
+std::vector<double> truncated_distribution(const torch::Tensor& logits, const SamplerOptions& o) {
+  const int64_t V = logits.numel();
+  std::vector<double> out(V, 0.0);
+  // Each token's share of the mass is the width of its u interval in the reference's inverse CDF.
+  const torch::Tensor probs = torch::softmax(logits.to(torch::kDouble) / o.temperature, 0).contiguous();
+  const double* p = probs.data_ptr<double>();
+  std::vector<int64_t> order(V);
+  std::iota(order.begin(), order.end(), 0);
+  std::stable_sort(order.begin(), order.end(), [p](int64_t a, int64_t b) { return p[a] > p[b]; });
+  int64_t keep = o.top_k > 0 ? std::min(o.top_k, V) : V;
+  double mass = 0;
+  for (int64_t i = 0; i < keep && o.top_p < 1.0; ++i) {
+    if ((mass += p[order[i]]) >= o.top_p) keep = i + 1;
+  }
+  double total = 0;
+  for (int64_t i = 0; i < keep; ++i) total += p[order[i]];
+  for (int64_t i = 0; i < keep; ++i) out[order[i]] = p[order[i]] / total;
+  return out;
+}
+
+// Upper quantile of chi-square with df degrees of freedom at z standard deviations (Wilson-Hilferty). For
+// small df it overestimates the far tail (df = 1, z = 6: 46.9 against the exact 37.2), so the bound is if
+// anything looser than the nominal false-alarm rate Phi(-6) ~ 1e-9.
+double chi_square_bound(int64_t df, double z = 6.0) {
+  const double d = static_cast<double>(df), c = 2.0 / (9.0 * d);
+  return d * std::pow(1.0 - c + z * std::sqrt(c), 3);
+}
+
+// Draws n samples of one logits row through the batched rule, `rows` rows per call, every row with its own
+// seed (row_uniform of seed i at step 0): independent uniforms, so counts are multinomial.
+std::vector<int64_t> batched_histogram(const torch::Tensor& logits, const SamplerOptions& o, int64_t n) {
+  const int64_t V = logits.numel(), rows = 5000;
+  std::vector<int64_t> counts(V, 0);
+  for (int64_t start = 0; start < n; start += rows) {
+    const int64_t b = std::min(rows, n - start);
+    torch::Tensor u = torch::empty({b}, torch::kDouble);
+    for (int64_t i = 0; i < b; ++i) u[i] = row_uniform(row_seed(1234, start + i), 0);
+    const torch::Tensor ids = pick_tokens(logits.unsqueeze(0).expand({b, V}), o, u).ids;
+    for (int64_t i = 0; i < b; ++i) counts[ids[i].item<int64_t>()]++;
+  }
+  return counts;
+}
+
+// Pearson's statistic over the tokens the exact distribution allows; tokens it forbids must never appear.
+void expect_distribution(const torch::Tensor& logits, const SamplerOptions& o, const std::string& what) {
+  const int64_t n = 100000;
+  const std::vector<double> exact = truncated_distribution(logits, o);
+  const std::vector<int64_t> counts = batched_histogram(logits, o, n);
+  double chi2 = 0;
+  int64_t support = 0;
+  for (size_t t = 0; t < exact.size(); ++t) {
+    if (exact[t] == 0) {
+      EXPECT_EQ(counts[t], 0) << what << ": token " << t << " is outside the truncated support";
+      continue;
+    }
+    ++support;
+    const double expected = n * exact[t];
+    chi2 += (counts[t] - expected) * (counts[t] - expected) / expected;
+  }
+  ASSERT_GT(support, 1) << what;
+  EXPECT_LT(chi2, chi_square_bound(support - 1)) << what << ": " << support << " tokens in the support";
+}
+
+TEST(PickTokens, DistributionMatchesTheExactTruncatedDistribution) {
+  // Eight tokens with distinct logits, ids not in probability order.
+  const torch::Tensor logits = torch::tensor({0.3f, 2.0f, -1.0f, 1.2f, 0.9f, -0.4f, 1.7f, 0.0f});
+  SamplerOptions o;
+  expect_distribution(logits, o, "plain");  // inverse CDF over the vocabulary
+  o.temperature = 0.6;
+  expect_distribution(logits, o, "temperature 0.6");
+  o.temperature = 1.8, o.top_k = 3;
+  expect_distribution(logits, o, "top_k 3");
+  o.top_k = 0, o.top_p = 0.7;
+  expect_distribution(logits, o, "top_p 0.7");
+  o.top_k = 5, o.top_p = 0.8, o.temperature = 0.9;
+  expect_distribution(logits, o, "top_k 5 + top_p 0.8");
+  // 300 tokens with similar logits: the nucleus needs more than the adaptive top-k's first 64 candidates.
+  torch::manual_seed(5);
+  const torch::Tensor wide = torch::randn({300}) * 0.3;
+  SamplerOptions w;
+  w.top_p = 0.6;
+  expect_distribution(wide, w, "adaptive top-k, top_p 0.6");
+}
+
+// For the truncated rules the candidates are in the reference's order (most likely first), so each u
+// picks the very token the old sorted loop picked; the plain rule walks the vocabulary in id order, a
+// different but equally exact map from u (its distribution is tested above).
+TEST(PickTokens, SameTokenAsTheSortedReferenceForEachU) {
+  torch::manual_seed(3);
+  const torch::Tensor logits = torch::randn({200}) * 2;  // continuous: no ties
+  std::vector<SamplerOptions> rules(4);
+  rules[0].top_k = 7, rules[1].top_p = 0.5, rules[2].top_k = 40, rules[2].top_p = 0.9, rules[2].temperature = 0.7;
+  rules[3].top_p = 0.95, rules[3].temperature = 2.5;  // adaptive top-k beyond 64
+  const int64_t n = 1000;
+  torch::Tensor u = (torch::arange(n, torch::kDouble) + 0.5) / n;
+  for (size_t r = 0; r < rules.size(); ++r) {
+    const torch::Tensor ids = pick_tokens(logits.unsqueeze(0).expand({n, 200}), rules[r], u).ids;
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; ++i) differ += ids[i].item<int64_t>() != sorted_reference_pick(logits, rules[r], u[i].item<double>());
+    // A u within float32 rounding (~1e-7) of a cut point could go either way: with 1000 grid points 1e-3
+    // apart, none is that close here.
+    EXPECT_EQ(differ, 0) << "rule " << r;
+  }
+}
+
+// log_softmax(l / T)[id] over the whole vocabulary, truncation or not. The batched rule computes it in
+// float32 as (l - max) / T - log sum exp: |z| <= (max - min) / T = 20 here, a sum of V = 50 terms each
+// <= 1, two chained steps; the float64 reference is exact by comparison.
+TEST(PickTokens, LogProbIsAtTheSamplingTemperatureBeforeTruncation) {
+  torch::manual_seed(4);
+  const torch::Tensor logits = torch::rand({50}) * 10.0 - 5.0;  // float32, in [-5, 5]
+  const int64_t n = 64;
+  const torch::Tensor u = (torch::arange(n, torch::kDouble) + 0.5) / n;
+  for (double t : {0.5, 1.0, 1.7}) {
+    for (int64_t k : {0, 3}) {
+      SamplerOptions o;
+      o.temperature = t, o.top_k = k;
+      const Picked p = pick_tokens(logits.unsqueeze(0).expand({n, 50}), o, u);
+      const torch::Tensor exact = torch::log_softmax(logits.to(torch::kDouble) / t, 0);
+      const double bound = test::float32_vs_exact(10.0 / t + std::log(50.0), 50, 2);
+      for (int64_t i = 0; i < n; ++i) {
+        EXPECT_NEAR(p.logprobs[i].item<double>(), exact[p.ids[i].item<int64_t>()].item<double>(), bound)
+            << "T " << t << " top_k " << k;
+      }
+    }
+  }
+}
+
+// RLHF's use: one prefill, each prompt repeated G times, a seed per row. Every row must be what generating
+// that prompt alone with that seed gives: its sample depends on its own seed, not on its neighbours.
+TEST(Sampler, RepeatedPromptStateWithRowSeedsEqualsEachCopyAlone) {
+  Griffin model = tiny_model();
+  const std::vector<std::vector<int64_t>> prompts = {{2, 17, 33, 5, 90, 61}, {2, 44}};
+  const int64_t G = 3;
+  SamplerOptions o;
+  o.max_new_tokens = 14, o.temperature = 4.0, o.top_p = 0.95;  // hot: the tiny model is peaked
+  for (int64_t i = 0; i < 2 * G; ++i) o.row_seeds.push_back(1000 + 7 * i);
+  const PromptState p = prefill(model, prompts, o);
+  EXPECT_EQ(p.batch(), 2);
+  const PromptState rep = p.repeat(G);
+  ASSERT_EQ(rep.batch(), 2 * G);
+  EXPECT_EQ(rep.state.bytes(), G * p.state.bytes());
+  const Generation g = generate(model, rep, o);
+  ASSERT_EQ(g.ids.size(), static_cast<size_t>(2 * G));
+  std::set<std::vector<int64_t>> distinct;
+  for (int64_t i = 0; i < 2 * G; ++i) {
+    SamplerOptions alone = o;
+    alone.row_seeds = {o.row_seeds[i]};
+    const Generation a = generate(model, {prompts[i / G]}, alone);
+    EXPECT_EQ(g.ids[i], a.ids[0]) << "row " << i;
+    ASSERT_EQ(g.logprobs[i].size(), a.logprobs[0].size());
+    // The greedy test's bound (two float32 evaluations of the tiny model's logits), divided by T = 4.
+    const double bound = 2 * test::float32_vs_float32(30.0, 192, 10) / 4.0;
+    for (size_t t = 0; t < a.logprobs[0].size(); ++t) EXPECT_NEAR(g.logprobs[i][t], a.logprobs[0][t], bound);
+    distinct.insert(g.ids[i]);
+  }
+  EXPECT_GT(distinct.size(), 2u);  // different seeds do give different samples
+  o.row_seeds.pop_back();
+  EXPECT_THROW(generate(model, p.repeat(G), o), std::invalid_argument);  // one seed short
+  EXPECT_THROW(p.repeat(0), std::invalid_argument);
+}
+
 TEST(Sampler, StateSizeDoesNotGrowWithLength) {
   Griffin model = tiny_model();
   SamplerOptions o;
@@ -118,7 +315,7 @@ TEST(Sampler, RejectsBadPrompts) {
   Griffin model = tiny_model();
   SamplerOptions o;
   EXPECT_THROW(generate(model, {{2, 300}}, o), std::invalid_argument);  // vocab is 256
-  EXPECT_THROW(generate(model, {{}}, o), std::invalid_argument);
+  EXPECT_THROW(generate(model, std::vector<std::vector<int64_t>>{{}}, o), std::invalid_argument);
   o.temperature = 0;
   EXPECT_THROW(generate(model, {{2}}, o), std::invalid_argument);
 }
