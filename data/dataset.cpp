@@ -3,6 +3,7 @@
 #include "data/dataset.h"
 
 #include "data/h5.h"
+#include "data/text.h"
 
 #include <unistd.h>
 
@@ -195,6 +196,7 @@ struct DatasetWriter::Impl {
     std::unique_ptr<h5::Appender<int32_t>> tokens;
     std::unique_ptr<h5::Appender<int64_t>> offsets;
     std::unique_ptr<h5::Appender<uint8_t>> mask;
+    int64_t sequence_start = 0;  // tokens before the sequence being written
   };
   std::string path, tmp;
   DatasetKind kind;
@@ -203,8 +205,24 @@ struct DatasetWriter::Impl {
   std::map<std::string, Set> sets[2];
   std::unique_ptr<h5::Appender<int32_t>> pair_kind[2];
   std::unique_ptr<h5::Appender<double>> pair_margin[2];  // NaN where the pair has none
+  // Prompt sets: /SPLIT/answer (UTF-8 bytes of every answer concatenated, offsets, 1 where the prompt has one).
+  h5::Handle answer_group[2];
+  std::unique_ptr<h5::Appender<uint8_t>> answer_text[2], answer_present[2];
+  std::unique_ptr<h5::Appender<int64_t>> answer_offsets[2];
+  int64_t answer_rows[2] = {0, 0}, answers_given[2] = {0, 0};
   SplitCounts counts[2];
   bool committed = false;
+
+  // Closes every open dataset and group (nothing is flushed here: commit() flushes first).
+  void close_objects() {
+    for (int v = 0; v < 2; ++v) {
+      sets[v].clear();
+      pair_kind[v].reset(), pair_margin[v].reset();
+      answer_text[v].reset(), answer_offsets[v].reset(), answer_present[v].reset();
+      answer_group[v].reset();
+      splits[v].reset();
+    }
+  }
 };
 
 DatasetWriter::DatasetWriter(const std::string& path, DatasetKind kind, const TokenizerIdentity& tokenizer,
@@ -235,12 +253,12 @@ DatasetWriter::DatasetWriter(const std::string& path, DatasetKind kind, const To
   h5::write_attr(root, "created_by", created_by);
   constexpr int64_t kChunk = 1 << 14;  // 64 KiB of int32: small enough for shuffled reads of short docs
   for (int v = 0; v < 2; ++v) {
-    m.splits[v] = h5::Handle(H5Gcreate2(root, split_name(v), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+    m.splits[v] = h5::create_group(root, split_name(v));
     for (const auto& [name, with_mask] : sets_of(kind)) {
       Impl::Set set;
       hid_t parent = m.splits[v].get();
       if (!name.empty()) {
-        set.group = h5::Handle(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT));
+        set.group = h5::create_group(parent, name);
         parent = set.group.get();
       }
       set.tokens = std::make_unique<h5::Appender<int32_t>>(parent, "tokens", kChunk);
@@ -254,39 +272,77 @@ DatasetWriter::DatasetWriter(const std::string& path, DatasetKind kind, const To
       m.pair_kind[v] = std::make_unique<h5::Appender<int32_t>>(m.splits[v].get(), "kind", 4096);
       m.pair_margin[v] = std::make_unique<h5::Appender<double>>(m.splits[v].get(), "margin", 4096);
     }
+    if (kind == DatasetKind::kPrompts) {
+      m.answer_group[v] = h5::create_group(m.splits[v].get(), "answer");
+      m.answer_text[v] = std::make_unique<h5::Appender<uint8_t>>(m.answer_group[v].get(), "text", 4096);
+      m.answer_offsets[v] = std::make_unique<h5::Appender<int64_t>>(m.answer_group[v].get(), "offsets", 4096);
+      m.answer_present[v] = std::make_unique<h5::Appender<uint8_t>>(m.answer_group[v].get(), "present", 4096);
+      const int64_t zero = 0;
+      m.answer_offsets[v]->append(&zero, 1);
+    }
   }
 }
 
+
 DatasetWriter::~DatasetWriter() {
   if (!impl_->committed) {
-    impl_->sets[0].clear(), impl_->sets[1].clear();
-    impl_->pair_kind[0].reset(), impl_->pair_kind[1].reset();
-    impl_->pair_margin[0].reset(), impl_->pair_margin[1].reset();
-    impl_->splits[0].reset(), impl_->splits[1].reset();
+    impl_->close_objects();
     impl_->file.reset();
     std::remove(impl_->tmp.c_str());
   }
 }
 
+namespace {
+
+template <class Sets>
+auto& writer_set(Sets& sets, const std::string& set) {
+  auto it = sets.find(set);
+  if (it == sets.end()) throw std::logic_error("DatasetWriter: no sequence set '" + set + "'");
+  return it->second;
+}
+
+}  // namespace
+
 void DatasetWriter::add(bool validation, const std::string& set, const std::vector<int32_t>& tokens,
                         const std::vector<uint8_t>* mask) {
-  auto it = impl_->sets[validation].find(set);
-  if (it == impl_->sets[validation].end()) throw std::logic_error("DatasetWriter: no sequence set '" + set + "'");
-  Impl::Set& s = it->second;
+  Impl::Set& s = writer_set(impl_->sets[validation], set);
   if (static_cast<bool>(s.mask) != (mask != nullptr) || (mask && mask->size() != tokens.size())) {
     throw std::logic_error("DatasetWriter: loss mask missing or of the wrong length for set '" + set + "'");
   }
   s.tokens->append(tokens.data(), tokens.size());
   if (mask) s.mask->append(mask->data(), mask->size());
+  end_sequence(validation, set);
+}
+
+void DatasetWriter::append(bool validation, const std::string& set, const int32_t* tokens, size_t n) {
+  Impl::Set& s = writer_set(impl_->sets[validation], set);
+  if (s.mask) throw std::logic_error("DatasetWriter: set '" + set + "' has a loss mask; use add()");
+  s.tokens->append(tokens, n);
+}
+
+void DatasetWriter::end_sequence(bool validation, const std::string& set) {
+  Impl::Set& s = writer_set(impl_->sets[validation], set);
   const int64_t end = s.tokens->size();
+  impl_->counts[validation].tokens += end - s.sequence_start;
+  s.sequence_start = end;
   s.offsets->append(&end, 1);
-  impl_->counts[validation].tokens += static_cast<int64_t>(tokens.size());
 }
 
 void DatasetWriter::end_example(bool validation, int32_t pair_kind, double margin) {
   impl_->counts[validation].sequences += 1;
   if (impl_->pair_kind[validation]) impl_->pair_kind[validation]->append(&pair_kind, 1);
   if (impl_->pair_margin[validation]) impl_->pair_margin[validation]->append(&margin, 1);
+}
+
+void DatasetWriter::add_answer(bool validation, const std::optional<std::string>& answer) {
+  Impl& m = *impl_;
+  if (!m.answer_text[validation]) throw std::logic_error("DatasetWriter: answers belong to prompt sets only");
+  if (answer) m.answer_text[validation]->append(reinterpret_cast<const uint8_t*>(answer->data()), answer->size());
+  const int64_t end = m.answer_text[validation]->size();
+  const uint8_t present = answer ? 1 : 0;
+  m.answer_offsets[validation]->append(&end, 1);
+  m.answer_present[validation]->append(&present, 1);
+  m.answer_rows[validation] += 1, m.answers_given[validation] += present;
 }
 
 SplitCounts DatasetWriter::counts(bool validation) const { return impl_->counts[validation]; }
@@ -302,6 +358,13 @@ void DatasetWriter::commit(const std::vector<std::string>& pair_kinds) {
       }
       if (m.pair_kind[v]) m.pair_kind[v]->flush();
       if (m.pair_margin[v]) m.pair_margin[v]->flush();
+      if (m.answer_text[v]) {
+        if (m.answer_rows[v] != m.counts[v].sequences) {
+          throw std::logic_error("DatasetWriter: add_answer() must be called once per prompt");
+        }
+        m.answer_text[v]->flush(), m.answer_offsets[v]->flush(), m.answer_present[v]->flush();
+        h5::write_attr(m.answer_group[v].get(), "answers", m.answers_given[v]);
+      }
       h5::write_attr(m.splits[v].get(), "sequences", m.counts[v].sequences);
       h5::write_attr(m.splits[v].get(), "tokens", m.counts[v].tokens);
     }
@@ -310,10 +373,7 @@ void DatasetWriter::commit(const std::vector<std::string>& pair_kinds) {
       for (const auto& k : pair_kinds) joined += k + "\n";
       h5::write_attr(m.file.get(), "pair_kinds", joined);
     }
-    m.sets[0].clear(), m.sets[1].clear();
-    m.pair_kind[0].reset(), m.pair_kind[1].reset();
-    m.pair_margin[0].reset(), m.pair_margin[1].reset();
-    m.splits[0].reset(), m.splits[1].reset();
+    m.close_objects();
     if (H5Fflush(m.file.get(), H5F_SCOPE_GLOBAL) < 0) throw DataError(m.tmp + ": flush failed (disk full?)");
     m.file.reset();
   }
@@ -530,6 +590,80 @@ std::vector<std::vector<int32_t>> read_prompts(const std::string& path, const st
   std::vector<std::vector<int32_t>> out(prompt.size());
   for (int64_t i = 0; i < prompt.size(); ++i) out[i] = prompt.tokens(i);
   return out;
+}
+
+}  // namespace rg::data
+
+namespace rg::data {
+
+namespace {
+
+// /SPLIT/answer of a prompt set with `rows` prompts: text (uint8, UTF-8), offsets (int64, rows + 1) and present
+// (uint8, rows, 0 or 1; a prompt without an answer has an empty span), and the group's `answers` count.
+std::vector<std::optional<std::string>> read_answers(hid_t file, const std::string& path, const std::string& split,
+                                                     int64_t rows, int64_t* answered) {
+  const std::string where = path + ":/" + split + "/answer";
+  h5::Handle group = h5::open_group(file, split + "/answer", path);
+  h5::Handle text = h5::open_dataset(group.get(), "text", where), offsets = h5::open_dataset(group.get(), "offsets", where),
+             present = h5::open_dataset(group.get(), "present", where);
+  h5::expect_type<uint8_t>(text.get(), where + "/text");
+  h5::expect_type<int64_t>(offsets.get(), where + "/offsets");
+  h5::expect_type<uint8_t>(present.get(), where + "/present");
+  // Lengths are checked before anything is read (a damaged file could declare any size).
+  if (h5::dataset_length(offsets.get(), where + "/offsets") != rows + 1 ||
+      h5::dataset_length(present.get(), where + "/present") != rows) {
+    throw BadDataFile(where + ": offsets and present do not have one entry per prompt (" + std::to_string(rows) +
+                      " prompts; damaged file)");
+  }
+  const std::vector<int64_t> off = h5::read_all<int64_t>(offsets.get(), where + "/offsets");
+  const std::vector<uint8_t> has = h5::read_all<uint8_t>(present.get(), where + "/present");
+  const int64_t n_bytes = h5::dataset_length(text.get(), where + "/text");
+  if (off.front() != 0 || off.back() != n_bytes) {
+    throw BadDataFile(where + "/offsets: does not span text [0, " + std::to_string(n_bytes) + ") (damaged file)");
+  }
+  const std::vector<uint8_t> bytes = h5::read_all<uint8_t>(text.get(), where + "/text");
+  std::vector<std::optional<std::string>> out(static_cast<size_t>(rows));
+  *answered = 0;
+  for (int64_t i = 0; i < rows; ++i) {
+    const std::string at = where + "[" + std::to_string(i) + "]";
+    if (off[i + 1] < off[i]) throw BadDataFile(where + "/offsets[" + std::to_string(i + 1) + "]: decreasing offset (damaged file)");
+    if (has[i] > 1) throw BadDataFile(where + "/present[" + std::to_string(i) + "]: value " + std::to_string(has[i]) + ", expected 0 or 1");
+    if (!has[i]) {
+      if (off[i + 1] != off[i]) throw BadDataFile(at + ": text for a prompt marked without an answer (damaged file)");
+      continue;
+    }
+    std::string answer(bytes.begin() + off[i], bytes.begin() + off[i + 1]);
+    if (invalid_utf8_at(answer) != std::string::npos) throw BadDataFile(at + ": answer is not UTF-8 (damaged file)");
+    out[i] = std::move(answer);
+    ++*answered;
+  }
+  if (h5::read_int_attr(group.get(), "answers", where) != *answered) {
+    throw BadDataFile(where + ": attribute 'answers' disagrees with the " + std::to_string(*answered) +
+                      " answers present (damaged file)");
+  }
+  return out;
+}
+
+}  // namespace
+
+PromptSet read_prompt_set(const std::string& path, const std::string& split) {
+  PromptSet set;
+  set.prompts = read_prompts(path, split);  // validates the file, its kind and the prompt set
+  const int64_t rows = static_cast<int64_t>(set.prompts.size());
+  try {
+    h5::Handle file = open_file(path);
+    std::lock_guard<std::recursive_mutex> g(h5::lock());
+    if (h5::has_link(file.get(), split + "/answer")) {
+      set.answers = read_answers(file.get(), path, split, rows, &set.answered);
+    } else {
+      set.answers.resize(static_cast<size_t>(rows));  // written before answers existed: none
+    }
+  } catch (const DataError&) {
+    throw;
+  } catch (const std::exception& e) {
+    throw DataError(e.what());
+  }
+  return set;
 }
 
 }  // namespace rg::data

@@ -82,9 +82,16 @@ class DatasetWriter {
   // have one entry per token and is stored as `loss_mask`.
   void add(bool validation, const std::string& set, const std::vector<int32_t>& tokens,
            const std::vector<uint8_t>* mask = nullptr);
+  // The same in parts, for sets without a mask (a long text document streamed as it is tokenized):
+  // append() any number of times, then end_sequence().
+  void append(bool validation, const std::string& set, const int32_t* tokens, size_t n);
+  void end_sequence(bool validation, const std::string& set);
   // Ends one example: counts it, and for preference sets records its kind (index into pair_kinds) and its
   // margin (NaN for none; the caller refuses non-finite margins from the input).
   void end_example(bool validation, int32_t pair_kind = -1, double margin = std::numeric_limits<double>::quiet_NaN());
+  // Prompt sets: the reference answer of the prompt of the same split added last (std::nullopt: none), one call
+  // per prompt (commit() checks), stored as UTF-8 bytes under /SPLIT/answer.
+  void add_answer(bool validation, const std::optional<std::string>& answer);
   SplitCounts counts(bool validation) const;
   void commit(const std::vector<std::string>& pair_kinds = {});
 
@@ -127,5 +134,14 @@ struct PreferencePair {
 };
 std::vector<PreferencePair> read_preference(const std::string& path, const std::string& split = "train");
 std::vector<std::vector<int32_t>> read_prompts(const std::string& path, const std::string& split = "train");
+
+// A prompt set with its reference answers (the JSONL `answer` field, for verifiable rewards such as GRPO's).
+struct PromptSet {
+  std::vector<std::vector<int32_t>> prompts;          // as read_prompts
+  std::vector<std::optional<std::string>> answers;    // one per prompt: its answer's UTF-8 text, or none
+  int64_t answered = 0;                               // prompts with an answer (0 in files from before answers)
+  bool has_answers() const { return answered > 0; }
+};
+PromptSet read_prompt_set(const std::string& path, const std::string& split = "train");
 
 }  // namespace rg::data

@@ -245,6 +245,15 @@ std::vector<T> read_all(hid_t dataset, const std::string& where) {
   return out;
 }
 
+Handle create_group(hid_t parent, const std::string& name) {
+  std::lock_guard<std::recursive_mutex> g(lock());
+  Handle gcpl(H5Pcreate(H5P_GROUP_CREATE));
+  H5Pset_obj_track_times(gcpl.get(), 0);  // no timestamps: the same input gives the same bytes
+  Handle group(H5Gcreate2(parent, name.c_str(), H5P_DEFAULT, gcpl.get(), H5P_DEFAULT));
+  if (!group.valid()) throw std::runtime_error("HDF5: cannot create group " + name);
+  return group;
+}
+
 template <class T>
 Appender<T>::Appender(hid_t parent, const std::string& name, int64_t chunk)
     : capacity_(static_cast<size_t>(chunk) * 16), name_(name) {
@@ -253,6 +262,7 @@ Appender<T>::Appender(hid_t parent, const std::string& name, int64_t chunk)
   Handle space(H5Screate_simple(1, &zero, &unlimited));
   Handle dcpl(H5Pcreate(H5P_DATASET_CREATE));
   H5Pset_chunk(dcpl.get(), 1, &chunk_dims);
+  H5Pset_obj_track_times(dcpl.get(), 0);  // no timestamps: the same input gives the same bytes
   dataset_ = Handle(H5Dcreate2(parent, name.c_str(), file_type<T>(), space.get(), H5P_DEFAULT, dcpl.get(),
                                H5P_DEFAULT));
   if (!dataset_.valid()) throw std::runtime_error("HDF5: cannot create dataset " + name);

@@ -55,6 +55,8 @@ int64_t read_int_attr(hid_t obj, const std::string& name, const std::string& whe
 double read_double_attr(hid_t obj, const std::string& name, const std::string& where);
 
 bool has_link(hid_t group, const std::string& name);
+// A new group without modification times (a file's bytes then depend only on what was written).
+Handle create_group(hid_t parent, const std::string& name);
 Handle open_group(hid_t parent, const std::string& name, const std::string& where);
 Handle open_dataset(hid_t parent, const std::string& name, const std::string& where);
 int64_t dataset_length(hid_t dataset, const std::string& where);  // 1-D datasets only (else BadDataFile)

@@ -4,6 +4,7 @@
 
 #include "data/chat_format.h"
 #include "data/text.h"
+#include "data/text_stream.h"
 
 #include <unistd.h>
 
@@ -20,7 +21,10 @@
 #include <iostream>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <sstream>
+#include <string_view>
+#include <thread>
 
 namespace rg::data {
 namespace {
@@ -90,12 +94,13 @@ std::string printable(const std::string& text) {
 bool blank_json(const std::string& line) { return line.find_first_not_of(" \t\r\n") == std::string::npos; }
 
 // A one-line location of the first ill-formed UTF-8 byte of `text` (which starts at line `first_line`), or "".
-std::string utf8_problem(const std::string& file, const std::string& text, int64_t first_line) {
+// `first_column`: bytes of text's first line that came before it (text read in pieces).
+std::string utf8_problem(const std::string& file, std::string_view text, int64_t first_line, size_t first_column = 0) {
   const size_t at = invalid_utf8_at(text);
   if (at == std::string::npos) return "";
   const size_t newline = at == 0 ? std::string::npos : text.rfind('\n', at - 1);
   const int64_t line = first_line + std::count(text.begin(), text.begin() + static_cast<std::ptrdiff_t>(at), '\n');
-  const size_t column = at - (newline == std::string::npos ? 0 : newline + 1) + 1;
+  const size_t column = at - (newline == std::string::npos ? 0 : newline + 1) + 1 + (newline == std::string::npos ? first_column : 0);
   char hex[8];
   std::snprintf(hex, sizeof hex, "0x%02X", static_cast<unsigned char>(text[at]));
   return file + ":" + std::to_string(line) + ": not UTF-8 (byte " + hex + " at column " + std::to_string(column) +
@@ -134,8 +139,16 @@ class Run {
     ++examples_;
     progress_.examples = examples_, progress_.tokens += tokens;
   }
+  // Input bytes read so far. Reported at once, unless the caller reports written work itself (report()).
   void read_bytes(int64_t n) {
-    progress_.bytes_done += n;
+    bytes_read_ += n;
+    if (!deferred_progress_) report(bytes_read_);
+  }
+  int64_t bytes_read() const { return bytes_read_; }
+  void count_tokens(int64_t n) { progress_.tokens += n; }
+  void defer_progress() { deferred_progress_ = true; }
+  void report(int64_t bytes_done) {
+    progress_.bytes_done = bytes_done;
     if (options_.progress) options_.progress(progress_);
   }
 
@@ -186,7 +199,7 @@ class Run {
     }
     writer_->commit(summary_.pair_kinds);
     progress_.done = true;
-    if (options_.progress) options_.progress(progress_);
+    report(bytes_read_);
     return summary_;
   }
 
@@ -213,7 +226,8 @@ class Run {
   std::unique_ptr<DatasetWriter> writer_;
   PrepareSummary summary_;
   PrepareProgress progress_;
-  int64_t examples_ = 0;
+  int64_t examples_ = 0, bytes_read_ = 0;
+  bool deferred_progress_ = false;
 };
 
 // A chat-style field: a string (one user or model turn) or a list of messages.
@@ -257,24 +271,158 @@ std::string completion_of(const Json& j, const char* field) {
   return text;
 }
 
+// A prompt's optional reference answer (verifiable rewards): a string, trimmed as prompts are; null or absent
+// is none. JSON numbers are refused rather than rendered ("42" vs 42.0 would be a silent choice).
+std::optional<std::string> answer_of(const Json& j) {
+  const auto it = j.find("answer");
+  if (it == j.end() || it->is_null()) return std::nullopt;
+  if (!it->is_string()) throw FormatError("answer: expected a string, got " + json_brief(*it));
+  std::string text = trim(it->get<std::string>());
+  if (text.empty()) throw FormatError("answer: empty content (leave the field out or null for none)");
+  return text;
+}
+
+// 0 = every core the machine reports.
+int prepare_threads(int requested) {
+  if (requested > 0) return requested;
+  return static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+}
+
+// Reads `file` in 1 MiB blocks and hands `piece` its text in pieces of whole, validated UTF-8 characters
+// (a character cut by a block's end waits for the next block), counting bytes and lines for the error.
+template <class F>
+void read_utf8_pieces(const std::string& file, Run& run, F piece) {
+  std::ifstream in(file, std::ios::binary);
+  if (!in) throw DataError(file + ": cannot open");
+  constexpr size_t kRead = size_t{1} << 20;
+  std::string block;
+  int64_t line = 1;
+  size_t column = 0;  // bytes of the current line before the block
+  for (;;) {
+    const size_t carried = block.size();
+    block.resize(carried + kRead);
+    in.read(block.data() + carried, static_cast<std::streamsize>(kRead));
+    const size_t got = static_cast<size_t>(in.gcount());
+    block.resize(carried + got);
+    if (got == 0 && carried == 0) return;
+    run.read_bytes(static_cast<int64_t>(got));
+    // Whole characters only: the last (up to 4) bytes may start a sequence the next block completes.
+    size_t whole = block.size();
+    if (got > 0) {
+      size_t lead = block.size();
+      while (lead > 0 && block.size() - lead < 4 && (static_cast<unsigned char>(block[lead - 1]) & 0xC0) == 0x80) --lead;
+      if (lead > 0) {
+        const unsigned char b = static_cast<unsigned char>(block[lead - 1]);
+        const size_t need = b >= 0xF0 ? 4 : b >= 0xE0 ? 3 : b >= 0xC0 ? 2 : 1;
+        if (block.size() - (lead - 1) < need) whole = lead - 1;
+      }
+    }
+    const std::string_view text(block.data(), whole);
+    if (const std::string bad = utf8_problem(file, text, line, column); !bad.empty()) throw DataError(bad);
+    const size_t last_newline = text.rfind('\n');
+    line += std::count(text.begin(), text.end(), '\n');
+    column = last_newline == std::string_view::npos ? column + text.size() : text.size() - last_newline - 1;
+    if (!text.empty()) piece(text);
+    block.erase(0, whole);
+    if (got == 0) {  // the file ended inside a character: utf8_problem above names it
+      if (!block.empty()) throw DataError(utf8_problem(file, block, line, column));
+      return;
+    }
+  }
+}
+
+// --document block: documents are runs of non-blank lines (a blank line holds only whitespace), the lines
+// joined by "\n" without a trailing "\r". Lines of any length stream through: a long line's text goes to the
+// document as it comes (whitespace-only stretches wait, as they may end up a blank line).
+void read_blocks(const std::string& file, Run& run, DocumentSegmenter& document, const std::function<void()>& end) {
+  std::string line;        // the current line's text not yet given to the document
+  bool line_started = false;  // part of the current line already went to the document (it is not blank)
+  bool in_block = false;      // the current document has a line
+  auto flush_line_start = [&] {
+    if (!line_started) {
+      if (in_block) document.append("\n");
+      in_block = true, line_started = true;
+    }
+  };
+  auto end_line = [&] {
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line_started && trim(line).empty()) {  // blank: ends the block
+      if (in_block) end(), in_block = false;
+    } else {
+      flush_line_start();
+      document.append(line);
+    }
+    line.clear(), line_started = false;
+  };
+  read_utf8_pieces(file, run, [&](std::string_view text) {
+    for (size_t at = 0; at < text.size();) {
+      const size_t newline = text.find('\n', at);
+      if (newline == std::string_view::npos) {
+        line.append(text.substr(at));
+        break;
+      }
+      line.append(text.substr(at, newline - at));
+      end_line();
+      at = newline + 1;
+    }
+    // A long unfinished line with text in it: hand over all but a possible final "\r" (whole characters).
+    if (line.size() >= (size_t{1} << 16) && !trim(line).empty()) {
+      const size_t keep = line.back() == '\r' ? 1 : 0;
+      flush_line_start();
+      document.append(std::string_view(line).substr(0, line.size() - keep));
+      line.erase(0, line.size() - keep);
+    }
+  });
+  if (!line.empty() || line_started) end_line();
+  if (in_block) end();
+}
+
 }  // namespace
 
 PrepareSummary prepare_text(const std::vector<std::string>& inputs, const PrepareOptions& options) {
   if (options.document != "file" && options.document != "block") {
     throw DataError("document must be 'file' or 'block', not '" + options.document + "'");
   }
+  if (options.threads < 0) throw DataError("threads must be 0 (every core) or more, not " + std::to_string(options.threads));
   Run run(DatasetKind::kText, inputs, options, "rgemma prepare text");
   const int32_t bos = run.tokenizer().bos_id();
   if (bos < 0) throw DataError(options.tokenizer + ": the tokenizer has no <bos> piece");
-  // Every document, whatever its source (file, block, JSONL field), is trimmed the one way (data/text.h).
-  auto add = [&](const std::string& raw) {
-    const std::string text = trim(raw);
-    if (text.empty()) return void(++run.summary().empty);
-    std::vector<int32_t> tokens = {bos};
-    const auto ids = run.tokenizer().encode(text);
-    tokens.insert(tokens.end(), ids.begin(), ids.end());
-    run.writer().add(run.next_is_validation(), "", tokens);
-    run.end_example(static_cast<int64_t>(tokens.size()));
+  run.defer_progress();  // progress counts what is written, which trails the reading by the items in flight
+
+  // The writing side, on this thread, in input order: the split is decided at each document's first segment.
+  bool validation = false;
+  auto write = [&](TextWork& w) {
+    if (w.error) std::rethrow_exception(w.error);
+    for (const TextSegment& seg : w.segments) {
+      if (seg.first) {
+        validation = run.next_is_validation();
+        run.writer().append(validation, "", &bos, 1);
+      }
+      run.writer().append(validation, "", seg.tokens.data(), seg.tokens.size());
+      run.count_tokens(static_cast<int64_t>(seg.tokens.size()) + (seg.first ? 1 : 0));
+      if (seg.last) run.writer().end_sequence(validation, ""), run.end_example(0);
+    }
+    run.report(w.input_bytes);
+  };
+  const int threads = prepare_threads(options.threads);
+  TextEncoderPool pool(run.tokenizer(), threads, 4 * static_cast<size_t>(threads), write);
+
+  // The reading side: documents -> segments -> work items of about kItemBytes of text.
+  constexpr size_t kItemBytes = size_t{1} << 18;
+  TextWork work;
+  auto submit = [&] {
+    work.input_bytes = run.bytes_read();
+    pool.submit(std::move(work));
+    work = TextWork();
+  };
+  DocumentSegmenter document(options.segment_bytes > 0 ? options.segment_bytes : kSegmentBytes,
+                             [&](TextSegment&& seg) {
+                               work.text_bytes += seg.text.size();
+                               work.segments.push_back(std::move(seg));
+                               if (work.text_bytes >= kItemBytes) submit();
+                             });
+  auto end_document = [&] {
+    if (!document.end()) ++run.summary().empty;
   };
   for (const auto& file : run.files()) {
     if (file.size() > 6 && file.compare(file.size() - 6, 6, ".jsonl") == 0) {
@@ -282,34 +430,18 @@ PrepareSummary prepare_text(const std::vector<std::string>& inputs, const Prepar
         const auto it = j.find(options.text_field);
         if (it == j.end()) throw FormatError("missing string field \"" + options.text_field + "\"");
         if (!it->is_string()) throw FormatError(options.text_field + ": expected a string, got " + json_brief(*it));
-        add(it->get<std::string>());
+        document.append(it->get_ref<const std::string&>());
+        end_document();
       });
-      continue;
+    } else if (options.document == "file") {
+      read_utf8_pieces(file, run, [&](std::string_view piece) { document.append(piece); });
+      end_document();
+    } else {
+      read_blocks(file, run, document, end_document);
     }
-    std::ifstream in(file, std::ios::binary);
-    if (!in) throw DataError(file + ": cannot open");
-    if (options.document == "file") {
-      std::ostringstream s;
-      s << in.rdbuf();
-      const std::string text = s.str();
-      run.read_bytes(static_cast<int64_t>(text.size()));
-      if (const std::string bad = utf8_problem(file, text, 1); !bad.empty()) throw DataError(bad);
-      add(text);
-      continue;
-    }
-    std::string line, block;
-    for (int64_t n = 1; std::getline(in, line); ++n) {
-      run.read_bytes(static_cast<int64_t>(line.size()) + 1);
-      if (const std::string bad = utf8_problem(file, line, n); !bad.empty()) throw DataError(bad);
-      if (!line.empty() && line.back() == '\r') line.pop_back();
-      if (trim(line).empty()) {
-        add(block), block.clear();
-      } else {
-        block += (block.empty() ? "" : "\n") + line;
-      }
-    }
-    add(block);
   }
+  if (!work.segments.empty()) submit();
+  pool.finish();
   return run.finish("documents");
 }
 
@@ -381,36 +513,47 @@ PrepareSummary prepare_prompts(const std::vector<std::string>& inputs, const Pre
     if (run.options().max_tokens > 0 && static_cast<int64_t>(prompt.size()) > run.options().max_tokens) {
       return void(++run.summary().dropped);  // a cut prompt would ask a different question
     }
-    run.writer().add(run.next_is_validation(), "prompt", prompt);
+    const std::optional<std::string> answer = answer_of(j);
+    const bool v = run.next_is_validation();
+    run.writer().add(v, "prompt", prompt);
+    run.writer().add_answer(v, answer);
+    run.summary().answers += answer ? 1 : 0;
     run.end_example(static_cast<int64_t>(prompt.size()));
   });
   return run.finish("prompts");
 }
 
+int64_t peak_resident_bytes() {
+  std::ifstream status("/proc/self/status");
+  for (std::string line; std::getline(status, line);) {
+    if (line.rfind("VmHWM:", 0) == 0) return std::stoll(line.substr(6)) * 1024;  // "VmHWM:   1234 kB"
+  }
+  return -1;
+}
+
 std::function<void(const PrepareProgress&)> console_progress(std::ostream& out, const std::string& label) {
   const bool tty = isatty(STDERR_FILENO) && &out == &std::cerr;
   auto last = std::make_shared<std::chrono::steady_clock::time_point>();
-  auto tenth = std::make_shared<int>(-1);
   const auto start = std::chrono::steady_clock::now();
-  return [&out, label, tty, last, tenth, start](const PrepareProgress& p) {
-    const double frac = p.done || p.bytes_total <= 0 ? 1.0 : std::min(1.0, double(p.bytes_done) / double(p.bytes_total));
+  return [&out, label, tty, last, start](const PrepareProgress& p) {
     const auto now = std::chrono::steady_clock::now();
-    if (tty) {
-      if (!p.done && now - *last < std::chrono::milliseconds(200)) return;
-    } else {
-      const int t = p.done ? 10 : std::min(9, static_cast<int>(frac * 10));  // 100% only once finished
-      if (t == *tenth) return;
-      *tenth = t;
-    }
+    if (!p.done && (!tty || now - *last < std::chrono::milliseconds(200))) return;
     *last = now;
+    const double frac = p.done || p.bytes_total <= 0 ? 1.0 : std::min(1.0, double(p.bytes_done) / double(p.bytes_total));
     const double secs = std::chrono::duration<double>(now - start).count();
-    const int width = 30, fill = static_cast<int>(frac * width);
     std::ostringstream line;
-    line << label << " [" << std::string(fill, '#') << std::string(width - fill, '.') << "] "
-         << static_cast<int>(frac * 100) << "%  " << std::fixed << std::setprecision(1) << p.bytes_done / 1048576.0
-         << "/" << p.bytes_total / 1048576.0 << " MiB  " << p.examples << " examples  " << p.tokens << " tokens  "
-         << secs << " s";
-    out << (tty ? "\r" : "") << line.str() << (tty && !p.done ? "" : "\n") << std::flush;
+    line << label;
+    if (tty) {
+      const int width = 30, fill = static_cast<int>(frac * width);
+      line << " [" << std::string(fill, '#') << std::string(width - fill, '.') << "] " << static_cast<int>(frac * 100) << "%";
+    } else {
+      line << ":";  // not a terminal: this one line, once finished
+    }
+    line << "  " << std::fixed << std::setprecision(1) << p.bytes_done / 1048576.0 << "/" << p.bytes_total / 1048576.0
+         << " MiB  " << p.examples << " examples  " << p.tokens << " tokens  " << std::setprecision(0)
+         << (secs > 0 ? p.tokens / secs : 0.0) << " tokens/s  " << std::setprecision(1) << secs << " s";
+    if (p.done) line << "  peak memory " << std::setprecision(0) << peak_resident_bytes() / 1048576.0 << " MiB";
+    out << (tty ? "\r\033[K" : "") << line.str() << (tty && !p.done ? "" : "\n") << std::flush;
   };
 }
 
@@ -426,6 +569,7 @@ std::string describe(const PrepareSummary& s) {
   if (s.empty) o << "; " << s.empty << " empty documents skipped";
   if (s.truncated) o << "; " << s.truncated << " truncated";
   if (s.dropped) o << "; " << s.dropped << " dropped (over max_tokens)";
+  if (s.answers) o << "; " << s.answers << " with an answer";
   if (!s.pair_kinds.empty()) {
     o << "; kinds:";
     for (const auto& k : s.pair_kinds) o << " " << k;

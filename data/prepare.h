@@ -14,7 +14,7 @@
 namespace rg::data {
 
 struct PrepareProgress {
-  int64_t bytes_done = 0, bytes_total = 0;  // input bytes read so far / in all inputs
+  int64_t bytes_done = 0, bytes_total = 0;  // input bytes processed (tokenized and written) / in all inputs
   int64_t examples = 0, tokens = 0;         // written so far, both splits
   bool done = false;                        // the last call
 };
@@ -27,6 +27,9 @@ struct PrepareOptions {
   std::string text_field = "text";    // JSONL text inputs: the field holding a document
   int64_t max_tokens = 0;             // chat, preference, prompts: longest example kept (0: no limit)
   std::string overlong = "drop";      // "drop" or "truncate" examples longer than max_tokens (prompts: drop)
+  int threads = 0;                    // text: tokenizing threads (0: every core); the output is the same for any
+  size_t segment_bytes = 0;           // text: longest piece of a document tokenized at once (0: kSegmentBytes).
+                                      // Changing it changes the ids of documents longer than it; tests only.
   std::function<void(const PrepareProgress&)> progress;
 };
 
@@ -37,6 +40,7 @@ struct PrepareSummary {
   int64_t empty = 0;      // text documents with no text, skipped
   int64_t truncated = 0;  // over-long examples cut to max_tokens
   int64_t dropped = 0;    // over-long examples left out
+  int64_t answers = 0;    // prompts: prompts kept that carry an `answer` (both splits)
   std::vector<std::string> pair_kinds;
 };
 
@@ -47,8 +51,12 @@ PrepareSummary prepare_chat(const std::vector<std::string>& inputs, const Prepar
 PrepareSummary prepare_preference(const std::vector<std::string>& inputs, const PrepareOptions& options);
 PrepareSummary prepare_prompts(const std::vector<std::string>& inputs, const PrepareOptions& options);
 
-// A progress bar on `out`: redrawn in place on a terminal, one line per tenth of the input otherwise.
+// A progress bar on `out` (bytes, examples, tokens, tokens/s), redrawn in place on a terminal; otherwise one
+// summary line once finished. The last line adds the process's peak resident memory.
 std::function<void(const PrepareProgress&)> console_progress(std::ostream& out, const std::string& label);
+
+// This process's peak resident memory so far (VmHWM of /proc/self/status), in bytes; -1 where unknown.
+int64_t peak_resident_bytes();
 
 // "train: 1,234 documents, 567,890 tokens; validation: ...": the summary `rgemma prepare` prints.
 std::string describe(const PrepareSummary& summary);

@@ -38,18 +38,26 @@ bool is_space(char32_t c) {
          (c >= 0x2000 && c <= 0x200A) || c == 0x2028 || c == 0x2029 || c == 0x202F || c == 0x205F || c == 0x3000;
 }
 
-std::string trim(std::string_view s) {
-  size_t begin = 0, end = s.size();
+std::string_view ltrim_view(std::string_view s) {
+  size_t begin = 0;
   char32_t c = 0;
-  for (size_t n; begin < end && (n = decode(s, begin, &c)) > 0 && is_space(c);) begin += n;
-  while (end > begin) {
+  for (size_t n; begin < s.size() && (n = decode(s, begin, &c)) > 0 && is_space(c);) begin += n;
+  return s.substr(begin);
+}
+
+std::string_view rtrim_view(std::string_view s) {
+  size_t end = s.size();
+  char32_t c = 0;
+  while (end > 0) {
     size_t start = end - 1;  // back over up to three continuation bytes to the sequence's lead byte
-    while (start > begin && end - start < 4 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
+    while (start > 0 && end - start < 4 && (static_cast<unsigned char>(s[start]) & 0xC0) == 0x80) --start;
     if (decode(s, start, &c) != end - start || !is_space(c)) break;
     end = start;
   }
-  return std::string(s.substr(begin, end - begin));
+  return s.substr(0, end);
 }
+
+std::string trim(std::string_view s) { return std::string(rtrim_view(ltrim_view(s))); }
 
 size_t invalid_utf8_at(std::string_view s) {
   char32_t c = 0;

@@ -16,6 +16,9 @@ bool is_space(char32_t c);
 // and documents are tokenized exactly as the HF template renders them: a no-break or ideographic space at an
 // edge is not kept as a token. Only well-formed UTF-8 sequences are recognised; other bytes stop the trim.
 std::string trim(std::string_view s);
+// The two halves of trim(), as views into `s`: without the leading / without the trailing is_space() characters.
+std::string_view ltrim_view(std::string_view s);
+std::string_view rtrim_view(std::string_view s);
 
 // The byte offset of the first ill-formed UTF-8 sequence in `s` (overlong forms, surrogates and code points
 // above U+10FFFF included), or std::string::npos when all of it is well-formed.

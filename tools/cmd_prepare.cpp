@@ -1,5 +1,5 @@
 // `rgemma prepare text|chat|preference|prompts`: user data -> an HDF5 token dataset (docs/data-formats.md),
-// with a progress bar on stderr and a one-line summary on stdout. The work is rg::data::prepare_*.
+// with a progress bar on stderr (one line when it is not a terminal) and a one-line summary on stdout. The work is rg::data::prepare_*.
 #include "configs/options.h"
 #include "tools/command.h"
 #include "tools/model_source.h"
@@ -40,6 +40,8 @@ int run_prepare(int argc, char** argv) {
       .add("text-field", &p.text_field, "JSONL text inputs: the field holding the document")
       .add("max-tokens", &p.max_tokens, "chat/preference/prompts: longest example kept (0: no limit)")
       .add("overlong", &p.overlong, "'drop' or 'truncate' examples over max-tokens (prompts: always drop)")
+      .add("threads", &p.threads, "text: tokenizing threads, 0 for every core (the output is the same for any count)")
+      .range(0, 1024)
       .required("input").required("tokenizer").required("output");
   std::vector<const char*> args = {command.c_str()};
   for (int i = 2; i < argc; ++i) args.push_back(argv[i]);

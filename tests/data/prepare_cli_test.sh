@@ -43,9 +43,10 @@ no_leftovers tokenizer-no-scratch
 [ $code = 0 ] && echo "ok   prepare-text" || { fail "prepare-text: exit $code"; cat "$tmp/err.txt"; }
 grep -qF "train 270 documents" "$tmp/out.txt" && grep -qF "validation 30 documents" "$tmp/out.txt" \
   && echo "ok   prepare-text-summary" || { fail "prepare-text-summary"; cat "$tmp/out.txt"; }
-progress=$(grep -c "prepare text \[" "$tmp/err.txt")
-[ "$progress" -ge 5 ] && grep -q "100%" "$tmp/err.txt" && echo "ok   prepare-text-progress ($progress lines)" \
-  || { fail "prepare-text-progress: $progress lines"; cat "$tmp/err.txt"; }
+# Not a terminal: one summary line (no bar), with tokens/s and the peak memory.
+progress=$(grep -c "prepare text" "$tmp/err.txt")
+[ "$progress" = 1 ] && grep -q "^prepare text: .* 300 examples .* tokens/s .* peak memory [0-9]* MiB" "$tmp/err.txt" \
+  && echo "ok   prepare-text-progress-summary" || { fail "prepare-text-progress-summary: $progress lines"; cat "$tmp/err.txt"; }
 
 cat > "$tmp/chat.jsonl" <<'JSON'
 {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "call me Ishmael"}, {"role": "assistant", "content": "the whale."}]}
@@ -59,6 +60,14 @@ check prepare-preference 0 "train 1 pairs" -- \
 echo '{"prompt": "the sea?"}' > "$tmp/prompts.jsonl"
 check prepare-prompts 0 "train 1 prompts" -- \
   "$rgemma" prepare prompts --tokenizer "$tmp/tok.model" --input "$tmp/prompts.jsonl" --validation 0 --output "$tmp/prompts.h5"
+printf '%s\n' '{"prompt": "the sea?", "answer": "deep"}' '{"prompt": "the ship?"}' > "$tmp/answers.jsonl"
+check prepare-prompts-answers 0 "train 2 prompts, " -- \
+  "$rgemma" prepare prompts --tokenizer "$tmp/tok.model" --input "$tmp/answers.jsonl" --validation 0 --output "$tmp/answers.h5"
+check prepare-prompts-answer-count 0 "; 1 with an answer" -- \
+  "$rgemma" prepare prompts --tokenizer "$tmp/tok.model" --input "$tmp/answers.jsonl" --validation 0 --output "$tmp/answers.h5"
+echo '{"prompt": "the sea?", "answer": 7}' > "$tmp/bad-answer.jsonl"
+check bad-answer 1 "bad-answer.jsonl:1: answer: expected a string" -- \
+  "$rgemma" prepare prompts --tokenizer "$tmp/tok.model" --input "$tmp/bad-answer.jsonl" --output "$tmp/bad-answer.h5"
 
 # Failures: exit 1 with file:line, the earlier chat.h5 untouched, nothing half-written.
 cp "$tmp/chat.h5" "$tmp/chat.before"
