@@ -249,7 +249,7 @@ with open(os.path.join(out, "prompts.jsonl"), "w") as f:
     for source, q, a in faq:
         f.write(json.dumps({"prompt": q, "source": source}) + "\n")
     for country, capital in capitals:
-        f.write(json.dumps({"prompt": f"What is the capital of {country}?", "source": "quiz"}) + "\n")
+        f.write(json.dumps({"prompt": f"What is the capital of {country}?", "answer": capital, "source": "quiz"}) + "\n")
 kinds = {}
 for c in chats:
     kinds[c["source"]] = kinds.get(c["source"], 0) + 1
