@@ -1,10 +1,12 @@
-// Recurrent and attention temporal blocks and the residual block (spec sections 2, 5, 6, 9).
+// Recurrent and attention temporal blocks and the residual block (docs/architecture.md §2, 5, 6, 9).
 //
 // Sampling state and documents: the state built by a parallel pass keeps only the last token's document
 // (conv taps and attention slots of earlier documents or of left padding are dropped), and a step whose
 // segment position is 0 starts a new document (conv taps zeroed, attention slots emptied; the RG-LRU resets
 // itself). So decoding token by token always reproduces the parallel pass, which masks documents.
 #include "model/blocks.h"
+
+#include "model/kernels/decode_step.h"
 
 #include <cmath>
 
@@ -88,6 +90,7 @@ AttentionState AttentionBlockImpl::empty_state(int64_t batch, const torch::Tenso
   s.keys = torch::zeros({batch, slots, o_.num_kv_heads, o_.head_dim}, options);
   s.values = torch::zeros_like(s.keys);
   s.positions = torch::full({batch, slots}, -1, options.dtype(torch::kLong));
+  s.length = slots;
   return s;
 }
 
@@ -103,7 +106,7 @@ torch::Tensor AttentionBlockImpl::forward(const torch::Tensor& x, const torch::T
     torch::NoGradGuard no_grad;
     const torch::Tensor keep = (doc == doc.narrow(1, T - 1, 1)).logical_and(segment_pos >= 0);  // (B, T)
     if (o_.window == 0) {
-      *state = AttentionState{k.detach(), v.detach(), torch::where(keep, segment_pos, -1), false};
+      *state = AttentionState{k.detach(), v.detach(), torch::where(keep, segment_pos, -1), false, T};
     } else {
       *state = empty_state(B, k.options());
       const int64_t m = std::min(o_.window, T);
@@ -121,11 +124,21 @@ torch::Tensor AttentionBlockImpl::forward(const torch::Tensor& x, const torch::T
 }
 
 torch::Tensor AttentionBlockImpl::step(const torch::Tensor& x, const torch::Tensor& segment_pos, AttentionState& s) {
+  return fused_decode ? step_in_place(x, segment_pos, s) : step_reference(x, segment_pos, s);
+}
+
+// The reference: concatenates the cache and the new key, attends, and writes a new cache tensor.
+torch::Tensor AttentionBlockImpl::step_reference(const torch::Tensor& x, const torch::Tensor& segment_pos,
+                                                 AttentionState& s) {
   const int64_t B = x.size(0), H = o_.num_heads, G = o_.num_kv_heads, hd = o_.head_dim;
   const torch::Tensor q = apply_rope(q_proj(x).view({B, 1, H, hd}), segment_pos, o_.rotated, o_.rope_base);
   const torch::Tensor k = apply_rope(k_proj(x).view({B, 1, G, hd}), segment_pos, o_.rotated, o_.rope_base);
   const torch::Tensor v = v_proj(x).view({B, 1, G, hd});
   const torch::Tensor p = segment_pos.select(1, 0);  // (B)
+  if (!s.ring) {  // drop reserved capacity: this path keeps exactly the slots in use
+    const int64_t n = s.used();
+    s.keys = s.keys.narrow(1, 0, n), s.values = s.values.narrow(1, 0, n), s.positions = s.positions.narrow(1, 0, n);
+  }
   s.positions = s.positions.masked_fill((p == 0).unsqueeze(1), -1);  // a new document forgets the old one
   torch::Tensor valid = s.positions >= 0;                           // (B, S)
   if (o_.window > 0) valid = valid.logical_and(p.unsqueeze(1) - s.positions <= o_.window);
@@ -140,6 +153,63 @@ torch::Tensor AttentionBlockImpl::step(const torch::Tensor& x, const torch::Tens
   } else {
     s.keys = keys, s.values = values;
     s.positions = torch::cat({s.positions, p.unsqueeze(1)}, 1);
+    s.length = s.keys.size(1);
+  }
+  return o_proj(out.reshape({B, 1, H * hd}));
+}
+
+torch::Tensor AttentionBlockImpl::rope_one_token(const torch::Tensor& x, const torch::Tensor& positions) {
+  const int64_t half = o_.rotated / 2;
+  if (half == 0) return x;
+  if (!inv_freq_.defined() || inv_freq_.device() != x.device()) {
+    // apply_rope's float32 arithmetic: base ** (2 i / r), then 1 / that.
+    const auto f32 = x.options().dtype(torch::kFloat);
+    const torch::Tensor exponents = 2 * torch::arange(half, f32) / static_cast<float>(o_.rotated);
+    inv_freq_ = 1.0 / torch::pow(torch::scalar_tensor(o_.rope_base, f32), exponents);  // (r/2)
+  }
+  const torch::Tensor angle = (positions.to(torch::kFloat).unsqueeze(1) * inv_freq_).unsqueeze(1);  // (B, 1, r/2)
+  const torch::Tensor sin = angle.sin().to(x.scalar_type()), cos = angle.cos().to(x.scalar_type());
+  torch::Tensor x1 = x.narrow(-1, 0, half), x2 = x.narrow(-1, half, half);  // (B, N, r/2)
+  const torch::Tensor r1 = x1 * cos - x2 * sin, r2 = x2 * cos + x1 * sin;
+  x1.copy_(r1), x2.copy_(r2);
+  return x;
+}
+
+// Attends to the cache as it is plus the new key (scores of both in one softmax), then writes the new key
+// into its slot in place: no copy of the cache per step. A ring slot is overwritten only after the query
+// has seen it (it holds position p - w, which p still sees).
+torch::Tensor AttentionBlockImpl::step_in_place(const torch::Tensor& x, const torch::Tensor& segment_pos,
+                                                AttentionState& s) {
+  const int64_t B = x.size(0), H = o_.num_heads, G = o_.num_kv_heads, hd = o_.head_dim;
+  const torch::Tensor xs = x.reshape({B, o_.width});
+  const torch::Tensor p = segment_pos.reshape({B});
+  const torch::Tensor q = rope_one_token(q_proj(xs).view({B, H, hd}), p);
+  const torch::Tensor k = rope_one_token(k_proj(xs).view({B, G, hd}), p);
+  const torch::Tensor v = v_proj(xs).view({B, G, hd});
+  s.positions.masked_fill_((p == 0).unsqueeze(1), -1);  // a new document forgets the old one
+  const int64_t S = s.used();
+  const torch::Tensor pos = s.positions.narrow(1, 0, S);                 // (B, S)
+  torch::Tensor allowed = pos >= 0;
+  if (o_.window > 0) allowed.logical_and_(p.unsqueeze(1) - pos <= o_.window);
+  allowed = torch::cat({allowed, torch::ones({B, 1}, allowed.options())}, 1).view({B, 1, 1, S + 1});
+  const torch::Tensor keys = s.keys.narrow(1, 0, S), values = s.values.narrow(1, 0, S);  // (B, S, G, hd)
+  const torch::Tensor qg = q.view({B, G, H / G, hd});
+  const torch::Tensor scores = torch::cat({torch::matmul(qg, keys.permute({0, 2, 3, 1})),      // (B, G, H/G, S)
+                                           (qg * k.unsqueeze(2)).sum(-1, /*keepdim=*/true)},  // the new key
+                                          -1) * (1.0 / std::sqrt(static_cast<double>(hd)));
+  const torch::Tensor probs =
+      torch::softmax(scores.to(torch::kFloat).masked_fill_(allowed.logical_not(), kMinLogit), -1).to(q.scalar_type());
+  const torch::Tensor out = torch::matmul(probs.narrow(-1, 0, S), values.permute({0, 2, 1, 3})) +
+                            probs.narrow(-1, S, 1) * v.unsqueeze(2);  // (B, G, H/G, hd)
+  if (s.ring) {
+    const torch::Tensor rows = torch::arange(B, p.options()), slot = p.remainder(o_.window);
+    s.keys.index_put_({rows, slot}, k);
+    s.values.index_put_({rows, slot}, v);
+    s.positions.index_put_({rows, slot}, p);
+  } else {
+    if (S == s.keys.size(1)) s.reserve(std::max<int64_t>(S, 64));  // doubling: amortised O(1) per token
+    s.keys.select(1, S).copy_(k), s.values.select(1, S).copy_(v), s.positions.select(1, S).copy_(p);
+    s.length = S + 1;
   }
   return o_proj(out.reshape({B, 1, H * hd}));
 }
@@ -196,6 +266,19 @@ torch::Tensor RecurrentBlockImpl::forward(const torch::Tensor& x, const torch::T
 }
 
 torch::Tensor RecurrentBlockImpl::step(const torch::Tensor& x, const torch::Tensor& segment_pos, RecurrentState& s) {
+  if (fused_decode && kernels::decode_kernels_apply(x)) {
+    const int64_t B = x.size(0);
+    const torch::Tensor xs = x.reshape({B, width_});
+    const torch::Tensor y_pre = linear_y(xs), u = linear_x(xs);  // (B, L)
+    if (!s.conv.is_contiguous()) s.conv = s.conv.contiguous();
+    if (!s.lru.is_contiguous()) s.lru = s.lru.contiguous();
+    const kernels::RecurrentStepParams p{conv_1d->weight, conv_1d->bias, rg_lru->input_gate_weight,
+                                         rg_lru->input_gate_bias, rg_lru->recurrent_gate_weight,
+                                         rg_lru->recurrent_gate_bias, rg_lru->recurrent_param};
+    const torch::Tensor r = kernels::recurrent_step_(u.contiguous(), y_pre.contiguous(), segment_pos.reshape({B}) == 0,
+                                                     s.conv, s.lru, p);
+    return linear_out(r).view({B, 1, width_});
+  }
   const torch::Tensor keep = (segment_pos != 0).unsqueeze(-1).to(x.scalar_type());  // (B, 1, 1)
   const torch::Tensor prev = s.conv * keep;  // a new document sees no earlier conv inputs
   const torch::Tensor y = gelu_tanh(linear_y(x));  // (B, 1, L)
@@ -247,12 +330,24 @@ torch::Tensor ResidualBlockImpl::forward(const torch::Tensor& x, const torch::Te
   return residual + mlp_block(channel_pre_norm(residual));
 }
 
+void ResidualBlockImpl::set_fused_decode(bool fused) {
+  fused_decode_ = fused;
+  if (recurrent) recurrent->fused_decode = fused;
+  if (attention) attention->fused_decode = fused;
+}
+
 torch::Tensor ResidualBlockImpl::step(const torch::Tensor& x, const torch::Tensor& segment_pos, BlockState& state) {
-  const torch::Tensor normed = temporal_pre_norm(x);
+  const bool fused = fused_decode_ && kernels::decode_kernels_apply(x);
+  const int64_t B = x.size(0), W = x.size(-1);
+  // One token per row: the norms as one kernel each instead of seven operators.
+  auto norm = [&](RMSNorm& n, const torch::Tensor& v) {
+    return fused ? kernels::rms_norm_rows(v.reshape({B, W}).contiguous(), n->weight, n->eps()).view({B, 1, W}) : n(v);
+  };
+  const torch::Tensor normed = norm(temporal_pre_norm, x);
   const torch::Tensor temporal = recurrent ? recurrent->step(normed, segment_pos, state.recurrent)
                                            : attention->step(normed, segment_pos, state.attention);
   const torch::Tensor residual = x + temporal;
-  return residual + mlp_block(channel_pre_norm(residual));
+  return residual + mlp_block(norm(channel_pre_norm, residual));
 }
 
 }  // namespace rg

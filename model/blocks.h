@@ -1,6 +1,9 @@
-// The temporal blocks (recurrent and local multi-query attention, spec sections 5 and 6) and the residual
+// The temporal blocks (recurrent and local multi-query attention, docs/architecture.md §5 and 6) and the residual
 // block that wraps one of them with an MLP (section 2). Each block has a parallel form for training and
 // prefill, which can also hand back its sampling state, and a one-token step that advances that state.
+// The step has two forms: the fused one (default; state updated in place, the recurrent block's conv +
+// gates + RG-LRU in one kernel, model/kernels/decode_step.h) and the op-by-op reference
+// (fused_decode = false), which tests compare it with.
 #pragma once
 
 #include "model/config.h"
@@ -22,6 +25,7 @@ class RecurrentBlockImpl : public torch::nn::Module {
   torch::nn::Linear linear_x{nullptr}, linear_y{nullptr}, linear_out{nullptr};
   Conv1D conv_1d{nullptr};
   RGLRU rg_lru{nullptr};
+  bool fused_decode = true;  // step(): the fused kernel where it applies (CPU, no grad), else op by op
 
  private:
   int64_t width_, lru_width_, conv_width_;
@@ -45,9 +49,15 @@ class AttentionBlockImpl : public torch::nn::Module {
   void reset_parameters(double final_scale);
 
   torch::nn::Linear q_proj{nullptr}, k_proj{nullptr}, v_proj{nullptr}, o_proj{nullptr};
+  bool fused_decode = true;  // step(): attend to the cache and the new key without concatenating them,
+                             // then write the new key in place; else the op-by-op reference
 
  private:
+  torch::Tensor step_reference(const torch::Tensor& x, const torch::Tensor& segment_pos, AttentionState& state);
+  torch::Tensor step_in_place(const torch::Tensor& x, const torch::Tensor& segment_pos, AttentionState& state);
+  torch::Tensor rope_one_token(const torch::Tensor& x, const torch::Tensor& positions);  // x (B, N, hd), in place
   AttentionOptions o_;
+  torch::Tensor inv_freq_;  // RoPE's frequencies for steps, computed once per device
 };
 TORCH_MODULE(AttentionBlock);
 
@@ -68,6 +78,8 @@ class ResidualBlockImpl : public torch::nn::Module {
   BlockState empty_state(int64_t batch, const torch::TensorOptions& options) const;
   void reset_parameters(double final_scale);
   BlockType type() const { return type_; }
+  // The fused step (default) or the op-by-op reference, for this block and its temporal block.
+  void set_fused_decode(bool fused);
 
   RMSNorm temporal_pre_norm{nullptr}, channel_pre_norm{nullptr};
   RecurrentBlock recurrent{nullptr};  // registered as "temporal_block" when type is recurrent
@@ -76,6 +88,7 @@ class ResidualBlockImpl : public torch::nn::Module {
 
  private:
   BlockType type_;
+  bool fused_decode_ = true;
 };
 TORCH_MODULE(ResidualBlock);
 

@@ -1,5 +1,7 @@
-// Griffin forward, sampling-state plumbing and initialisation (spec sections 2, 9, 11).
+// Griffin forward, sampling-state plumbing and initialisation (docs/architecture.md §2, 9, 11).
 #include "model/griffin.h"
+
+#include "model/kernels/decode_step.h"
 
 #include <torch/nn/functional/linear.h>
 
@@ -34,6 +36,11 @@ void GriffinImpl::set_scan_impl(kernels::ScanImpl impl) {
   for (auto& b : blocks) {
     if (b->recurrent) b->recurrent->rg_lru->scan_impl = impl;
   }
+}
+
+void GriffinImpl::set_fused_decode(bool fused) {
+  fused_decode_ = fused;
+  for (auto& b : blocks) b->set_fused_decode(fused);
 }
 
 torch::Tensor GriffinImpl::embed(const torch::Tensor& tokens) {
@@ -80,7 +87,11 @@ torch::Tensor GriffinImpl::step(const torch::Tensor& tokens, const torch::Tensor
   const torch::Tensor pos = segment_pos.view({-1, 1});  // (B, 1)
   torch::Tensor x = embed(tokens.view({-1, 1}));        // (B, 1, W)
   for (size_t i = 0; i < blocks.size(); ++i) x = blocks[i]->step(x, pos, state.blocks[i]);
-  return logits(final_norm(x)).squeeze(1);  // (B, V)
+  const int64_t B = x.size(0), W = x.size(2);
+  const torch::Tensor h = fused_decode_ && kernels::decode_kernels_apply(x)
+                              ? kernels::rms_norm_rows(x.reshape({B, W}).contiguous(), final_norm->weight, final_norm->eps())
+                              : final_norm(x).squeeze(1);  // (B, W)
+  return logits(h);  // (B, V)
 }
 
 }  // namespace rg

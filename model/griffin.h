@@ -1,4 +1,4 @@
-// Griffin: the RecurrentGemma model (spec section 2) and, with an all-attention block pattern and global
+// Griffin: the RecurrentGemma model (docs/architecture.md §2) and, with an all-attention block pattern and global
 // attention, the Gemma transformer baseline. Parameter names are Hugging Face's without the "model." prefix
 // (embed_tokens, layers.{i}.temporal_block..., final_norm), so model/io maps checkpoints one to one.
 // Single-device and single-process: data parallelism and sharding wrap it from the trainer.
@@ -26,7 +26,7 @@ class GriffinImpl : public torch::nn::Module {
   // `initialise` = false skips the random init, for models whose weights are loaded next.
   explicit GriffinImpl(const ModelConfig& config, bool initialise = true);
 
-  // Spec section 11 (draws from torch's default generator: call torch::manual_seed first for determinism).
+  // docs/architecture.md §11 (draws from torch's default generator: call torch::manual_seed first for determinism).
   void reset_parameters();
 
   // Parallel (training) pass: tokens and segment_pos (B, T) int64 -> logits (B, T, V), soft-capped.
@@ -43,6 +43,9 @@ class GriffinImpl : public torch::nn::Module {
   SamplingState empty_state(int64_t batch) const;
 
   void set_scan_impl(kernels::ScanImpl impl);
+  // step(): the fused one-token kernels with the state updated in place (default), or the op-by-op
+  // reference step (false), which the decode tests compare the fused one with.
+  void set_fused_decode(bool fused);
   // How the parallel pass runs each residual block (block, x, segment_pos) -> x. Unset: block->forward.
   // The trainer installs activation recomputation here; the model itself stays plain.
   using BlockRunner = std::function<torch::Tensor(ResidualBlock&, const torch::Tensor&, const torch::Tensor&)>;
@@ -60,6 +63,7 @@ class GriffinImpl : public torch::nn::Module {
  private:
   torch::Tensor embed(const torch::Tensor& tokens);
   ModelConfig config_;
+  bool fused_decode_ = true;
   BlockRunner block_runner_;
 };
 TORCH_MODULE(Griffin);

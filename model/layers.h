@@ -1,4 +1,4 @@
-// The leaf layers of RecurrentGemma (spec sections 3-5): Gemma RMSNorm, RoPE on a fraction of each head,
+// The leaf layers of RecurrentGemma (docs/architecture.md §3-5): Gemma RMSNorm, RoPE on a fraction of each head,
 // the GeGLU MLP, the causal depthwise Conv1D with document masking, the block-diagonal gate linear and the
 // RG-LRU. Leaf modules take plain numbers, not the whole config; parameter names are Hugging Face's, so
 // checkpoints map one to one (model/io). Legend: B batch, T time, W width, L lru width, E mlp hidden,
@@ -25,6 +25,7 @@ class RMSNormImpl : public torch::nn::Module {
   RMSNormImpl(int64_t width, double eps);
   torch::Tensor forward(const torch::Tensor& x);  // (..., W)
   void reset_parameters();
+  double eps() const { return eps_; }
   torch::Tensor weight;  // (W) offset from 1, initialised to 0
  private:
   double eps_;

@@ -209,7 +209,9 @@ Generation generate(Griffin& model, PromptState prompt, const SamplerOptions& o)
 
   torch::NoGradGuard no_grad;
   const auto device = model->device();
-  SamplingState state = std::move(prompt.state);
+  // Steps update the state in place: a copy of it, so that the caller's PromptState can be decoded again.
+  SamplingState state = prompt.state.clone();
+  for (auto& block : state.blocks) block.attention.reserve(o.max_new_tokens);  // global attention appends in place
   torch::Tensor logits = prompt.logits;
   const torch::Tensor next_pos = prompt.next_pos.to(device);
   Generation g;
@@ -236,8 +238,10 @@ Generation generate(Griffin& model, PromptState prompt, const SamplerOptions& o)
       if (std::find(o.stop_ids.begin(), o.stop_ids.end(), id) != o.stop_ids.end()) g.stopped[b] = true;
       any_running |= !g.stopped[b];
     }
-    if (!any_running || s + 1 == o.max_new_tokens) break;
-    logits = model->step(next.to(device), next_pos + s, state);
+    const bool done = !any_running || s + 1 == o.max_new_tokens;
+    if (!done) logits = model->step(next.to(device), next_pos + s, state);
+    if (o.on_step) o.on_step(s + 1, state);
+    if (done) break;
   }
   g.state_bytes = state.bytes();
   return g;

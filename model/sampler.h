@@ -22,6 +22,7 @@
 #include "model/griffin.h"
 
 #include <cstdint>
+#include <functional>
 #include <vector>
 
 namespace rg {
@@ -41,6 +42,9 @@ struct SamplerOptions {
   std::vector<uint64_t> row_seeds;  // empty, or one seed per row (prompt, or repeated row): overrides seed
   std::vector<int64_t> stop_ids;  // a row ends after emitting one of these (it is kept in the output)
   int64_t pad_id = 0;          // fills the left padding of shorter prompts, and feeds rows that have stopped
+  // Called after each step with the number of tokens generated per row so far and the state after them
+  // (benchmarks time the decode loop with it). Unset: nothing is called.
+  std::function<void(int64_t tokens, const SamplingState& state)> on_step;
 };
 
 struct Generation {
@@ -74,7 +78,7 @@ double row_uniform(uint64_t seed, int64_t step);
 // token outside the vocabulary.
 PromptState prefill(Griffin& model, const std::vector<std::vector<int64_t>>& prompts, const SamplerOptions& options);
 
-// Decodes from a prepared state (consumed). Throws std::invalid_argument for bad options (or row_seeds of
+// Decodes from a prepared state (left as it is: steps update a copy in place). Throws std::invalid_argument for bad options (or row_seeds of
 // the wrong length), and std::runtime_error when the model's logits hold NaN or +infinity (corrupt weights,
 // an overflow): sampling from them would silently pick an arbitrary token.
 Generation generate(Griffin& model, PromptState prompt, const SamplerOptions& options);
