@@ -358,8 +358,7 @@ void write_trainer_state(const std::string& dir, const TrainerState& s) {
                             {"skipped_steps", s.skipped_steps},
                             {"world_size", s.world_size},
                             {"schedule", s.schedule},
-                            {"data_cursor", s.data_cursor},
-                            {"extra", s.extra}};
+                            {"data_cursor", s.data_cursor}};
   const std::string path = dir + "/" + kTrainerStateFile;
   std::ofstream out(path);
   out << j.dump(1) << "\n";
@@ -386,7 +385,6 @@ TrainerState read_trainer_state(const std::string& dir) {
   cursor.require_object();
   s.schedule = shallow(schedule);
   s.data_cursor = shallow(cursor);
-  if (j.has("extra")) s.extra = shallow(j.at("extra"));
   return s;
 }
 

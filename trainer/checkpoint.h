@@ -1,13 +1,12 @@
 // Checkpoint directories: atomic collective writes (<root>/step-000123.tmp/ -> fsync -> rename to
 // step-000123/ -> COMPLETE marker), keeping the last K, finding the newest complete one for
 // `--resume auto`, and the small state files a checkpoint holds besides the optimizer shards
-// (trainer_state.json, per-rank RNG state, weights).
+// (trainer_state.json, per-rank RNG state, weights). Which parts a training run writes and reads back is
+// listed once, in run_checkpoint.h (RunCheckpoint::save / restore); this file is the mechanics.
 //
 //   CheckpointWriter writer(root, /*keep_last=*/3, comm);
 //   writer.save(step, [&](const std::string& dir) {   // runs on every rank, into the .tmp directory
-//     optimizer.save_state(dir);                       // optim-rank<r>-of-<N>.pt (+ layout on rank 0)
-//     save_rng_state(dir, comm.rank());
-//     if (comm.rank() == 0) { save_weights(dir, named_weights); write_trainer_state(dir, state); }
+//     ...write this rank's files into dir...
 //   });
 //
 // A directory is a checkpoint only once its COMPLETE marker exists; a crash at any point leaves the
@@ -124,15 +123,15 @@ class CheckpointWriter {
   comm::Communicator& comm_;
 };
 
-// Where training stands, restored on resume. JSON (trainer_state.json, written by rank 0).
+// Where training stands, restored on resume. JSON (trainer_state.json, written by rank 0). Every field is
+// read back by RunCheckpoint::restore (run_checkpoint.h); nothing else is written.
 struct TrainerState {
   int64_t step = 0;            // updates done
   int64_t tokens = 0;          // tokens consumed, all ranks
   int64_t skipped_steps = 0;   // non-finite steps skipped
   int world_size = 1;          // ranks when saved (for messages on resharded resumes)
   nlohmann::json schedule;     // LrSchedule::to_json()
-  nlohmann::json data_cursor;  // the loader's position, opaque here
-  nlohmann::json extra;        // anything else the loop needs back (seed, config echo)
+  nlohmann::json data_cursor;  // the loader's position: {"cursor": rows (or pairs) consumed}
 };
 void write_trainer_state(const std::string& dir, const TrainerState& state);
 // Checks types and ranges: step, tokens >= 0 integers, skipped_steps in [0, step], world_size in

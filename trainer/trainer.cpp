@@ -1,6 +1,12 @@
-// The training loop, top to bottom in run_training(): set-up (device, model, data, optimizer, resume), then
-// per step: micro-batches -> forward -> masked loss -> backward -> reduce-scatter -> clip -> AdamW ->
-// all-gather -> schedule -> log -> evaluate -> checkpoint.
+// The pretrain/SFT loop in named parts, in the order run_training() calls them:
+//   plan_run()      checks before any work (batch arithmetic, data set, schedule, memory; exit 2)
+//   set_up_run()    run folder, model, data, optimizer, RunCheckpoint (+ restore on resume), metrics
+//   train_step()    one update: micro-batches -> hidden() -> masked_token_loss -> backward ->
+//                   reduce-scatter -> clip -> AdamW -> all-gather (declared in trainer.h)
+//   record_step()   counters, metrics.jsonl, the console line
+//   evaluate()      validation loss
+//   finish_run()    refuses a run that ended on skipped steps, saves the end checkpoint and final/
+// Saving and resuming go through RunCheckpoint (run_checkpoint.h), which lists the parts a checkpoint holds.
 //
 // Loss normalisation: the loss of a step is sum(CE * mask) / sum(mask) over the whole global batch (all
 // ranks, all micro-batches). Each rank back-propagates its partial sum divided by the global count and the
@@ -11,13 +17,14 @@
 #include "data/dataset.h"
 #include "data/loader.h"
 #include "model/io/hf_config.h"
-#include "model/io/safetensors.h"
+#include "model/config.h"
 #include "model/pretrained.h"
 #include "trainer/checkpoint.h"
 #include "trainer/faults.h"
 #include "trainer/metrics.h"
 #include "trainer/preflight.h"
 #include "trainer/recompute.h"
+#include "trainer/run_checkpoint.h"
 #include "trainer/run_support.h"
 #include "trainer/schedule.h"
 #include "trainer/zero_optimizer.h"
@@ -29,7 +36,6 @@
 
 #include <chrono>
 #include <filesystem>
-#include <fstream>
 #include <iostream>
 #include <limits>
 #include <sstream>
@@ -81,20 +87,6 @@ data::DatasetInfo check_training_data(Task task, const TrainConfig& c, int64_t m
   return info;
 }
 
-// The first parameter holding a NaN or Inf, on any rank; "" when every weight is finite. Collective.
-std::string nonfinite_parameter(Griffin& model, comm::Communicator& comm) {
-  torch::NoGradGuard no_grad;
-  std::string name;
-  for (const auto& p : model->named_parameters()) {
-    if (!torch::isfinite(p.value()).all().item<bool>()) {
-      name = p.key();
-      break;
-    }
-  }
-  const bool anywhere = comm.all_reduce_scalar(name.empty() ? 0.0 : 1.0, /*max=*/true) > 0;
-  return anywhere && name.empty() ? std::string("a parameter on another rank") : name;
-}
-
 // Test hook (RG_FAULT_INJECT=nan-weights-at=N): what a diverged update leaves behind.
 void poison_weights(Griffin& model) {
   torch::NoGradGuard no_grad;
@@ -107,11 +99,298 @@ double physical_memory() {
   return pages > 0 && page_size > 0 ? static_cast<double>(pages) * static_cast<double>(page_size) : 0;
 }
 
-// Where a failed run can be picked up again, for its error message.
-std::string last_checkpoint_note(const fs::path& ckpt_root) {
-  const auto latest = find_latest_complete(ckpt_root.string());
-  return latest ? "the last checkpoint, " + *latest + ", is kept (resume from it with a lower optim.lr)"
-                : "there is no earlier checkpoint to resume from (see checkpoint.every)";
+
+// ---- set-up -------------------------------------------------------------------------------------------------
+
+// What the checks before any work found; each check that fails throws TrainSetupError (exit 2).
+struct RunPlan {
+  BatchShape batch;
+  torch::Device device = torch::kCPU;
+  bool bf16 = false;
+  data::DatasetInfo data_info;
+  LrSchedule schedule;
+  FaultInjection faults;
+  MemoryEstimate memory;
+};
+
+RunPlan plan_run(Task task, const TrainConfig& c, const ModelConfig& model_config, const comm::Communicator& comm) {
+  RunPlan p;
+  p.batch = global_batch_shape(c.data.micro_batch, c.train.grad_accum, comm.world_size(), c.data.seq_len,
+                               c.train.global_batch);
+  p.device = pick_device(c.train.device, comm);
+  p.bf16 = use_bf16(c.train.dtype, p.device);
+  // With init_from the folder's config.json defines the model; read it (not the weights) to check against.
+  const ModelConfig planned = c.train.init_from.empty() ? model_config : io::read_hf_config(c.train.init_from);
+  p.data_info = check_training_data(task, c, planned.vocab_size);
+  p.schedule = schedule_from(c);
+  try {
+    p.faults = FaultInjection::from_env();
+  } catch (const std::invalid_argument& e) {
+    throw TrainSetupError(e.what());
+  }
+  p.memory = estimate_memory(count_parameters(planned).total, p.bf16, comm.world_size(), c.optim.zero_stage,
+                             c.data.micro_batch, c.train.grad_accum, c.data.seq_len, planned.vocab_size);
+  return p;
+}
+
+// Everything the loop works on, built once by set_up_run() and never moved (RunCheckpoint holds references).
+struct Run {
+  Run(const TrainConfig& config, comm::Communicator& communicator, RunPlan p)
+      : c(config), comm(communicator), plan(std::move(p)), say(communicator), out(config.train.out) {}
+  Run(const Run&) = delete;
+  Run& operator=(const Run&) = delete;
+
+  const TrainConfig& c;
+  comm::Communicator& comm;
+  const RunPlan plan;
+  const RankZeroLog say;
+  const fs::path out;
+  Griffin model{nullptr};
+  std::unique_ptr<data::Loader> loader, validation;  // validation: null when the split is empty
+  std::unique_ptr<ZeroOptimizer> optimizer;
+  std::unique_ptr<RunCheckpoint> checkpoint;
+  std::unique_ptr<MetricsWriter> metrics;  // rank 0 only
+  TrainerState state;                      // counters; state.step = updates done
+  double flops_per_token = 0, peak_flops = 0;
+};
+
+Griffin build_model(const Run& run, const ModelConfig& model_config) {
+  Griffin model{nullptr};
+  try {
+    if (!run.c.train.init_from.empty()) {
+      model = load_pretrained(run.c.train.init_from);
+    } else {
+      torch::manual_seed(static_cast<uint64_t>(run.c.train.seed));
+      model = Griffin(model_config);
+    }
+    model->to(run.plan.device);
+  } catch (...) {
+    rethrow_one_line("building the model on " + run.plan.device.str(), run.plan.memory.describe());
+  }
+  broadcast_parameters(*model, run.comm);
+  if (run.c.train.recompute) enable_recompute(model);
+  return model;
+}
+
+void open_data(Run& run) {
+  const TrainConfig& c = run.c;
+  data::LoaderOptions lo;
+  lo.path = c.data.train, lo.rank = run.comm.rank(), lo.world_size = run.comm.world_size();
+  lo.seq_len = c.data.seq_len, lo.micro_batch = c.data.micro_batch, lo.seed = static_cast<uint64_t>(c.data.seed);
+  lo.pack = c.data.pack;
+  run.loader = std::make_unique<data::Loader>(lo);
+  // Opened once here (the split was checked to fill a row), so an evaluation cannot fail on its size late.
+  if (run.plan.data_info.validation.sequences > 0) {
+    data::LoaderOptions vo = lo;
+    vo.split = "validation", vo.shuffle = false, vo.prefetch = 0;
+    run.validation = std::make_unique<data::Loader>(vo);
+  }
+}
+
+// Restores every part of the checkpoint checkpoint.resume names, if any; a checkpoint unfit to resume is exit 2.
+void resume(Run& run) {
+  std::optional<Resumed> r;
+  try {
+    r = run.checkpoint->restore(run.c.checkpoint.resume, run.c.train.steps);
+  } catch (const CheckpointError& e) {
+    throw TrainSetupError(e.what());
+  }
+  if (!r) return;
+  run.state = r->state;
+  run.loader->seek(r->cursor);
+  std::ostringstream s;
+  s << "resumed from " << r->dir << " at step " << run.state.step << " (" << run.state.tokens << " tokens)";
+  if (run.state.world_size != run.comm.world_size()) {
+    s << "; resharded from " << run.state.world_size << " to " << run.comm.world_size() << " ranks";
+  }
+  if (!r->schedule_changes.empty()) s << "; schedule changed: " << r->schedule_changes;
+  run.say(s.str());
+}
+
+void print_summary(const Run& run, Task task) {
+  const TrainConfig& c = run.c;
+  std::ostringstream s;
+  s << (task == Task::kPretrain ? "pretrain" : "sft") << ": " << run.model->num_parameters() << " parameters on "
+    << run.comm.world_size() << " rank(s), " << run.plan.device << ", "
+    << (run.plan.bf16 ? "bf16 params + fp32 master" : "fp32") << (c.train.recompute ? ", recompute" : "") << "\n"
+    << "batch: " << c.data.micro_batch << " rows x " << c.train.grad_accum << " accumulation x "
+    << run.comm.world_size() << " ranks = " << run.plan.batch.rows << " rows of " << c.data.seq_len << " tokens ("
+    << run.plan.batch.tokens << " tokens/step); " << run.loader->samples_per_epoch() << " rows per epoch\n"
+    << run.optimizer->summary() << "\n"
+    << "memory: " << run.plan.memory.describe();
+  run.say(s.str());
+  if (!run.plan.device.is_cuda() && run.plan.memory.total() > physical_memory() && physical_memory() > 0) {
+    run.say("warning: that is more than this machine's " + format_bytes(physical_memory()) +
+            " of memory; expect the first step to run out of it");
+  }
+}
+
+std::unique_ptr<Run> set_up_run(Task task, const TrainConfig& c, const ModelConfig& model_config,
+                                comm::Communicator& comm, const std::string& effective_config) {
+  auto run = std::make_unique<Run>(c, comm, plan_run(task, c, model_config, comm));
+  prepare_run_folder(run->out.string(), effective_config, comm);
+  run->model = build_model(*run, model_config);
+  open_data(*run);
+  try {
+    run->optimizer = std::make_unique<ZeroOptimizer>(zero_params_from(run->model->named_parameters()), comm,
+                                                     zero_config_from(c.optim, run->plan.bf16));
+  } catch (...) {
+    rethrow_one_line("creating the optimizer state", run->plan.memory.describe());
+  }
+  run->checkpoint = std::make_unique<RunCheckpoint>((run->out / "checkpoints").string(),
+                                                    static_cast<int>(c.checkpoint.keep_last), *run->model,
+                                                    *run->optimizer, run->plan.schedule, comm, c.train.seed);
+  resume(*run);
+  if (comm.rank() == 0) {
+    run->metrics = std::make_unique<MetricsWriter>((run->out / "metrics.jsonl").string(), run->state.step);
+  }
+  run->flops_per_token = model_flops_per_token(run->model->config(), run->model->num_parameters(), c.data.seq_len);
+  run->peak_flops =
+      (c.train.peak_flops > 0 ? c.train.peak_flops : guess_peak_flops(run->plan.device, run->plan.bf16)) *
+      comm.world_size();
+  print_summary(*run, task);
+  return run;
+}
+
+// ---- evaluation ---------------------------------------------------------------------------------------------
+
+// Validation loss (summed masked CE / supervised targets) over the same first batches every time, all ranks;
+// nullopt when no validation target is supervised. Collective.
+std::optional<double> validation_loss(Run& run, bool progress_bar) {
+  data::Loader& val = *run.validation;
+  val.seek(0);
+  const int64_t per_pass = run.c.data.micro_batch * run.comm.world_size();
+  const int64_t batches = std::max<int64_t>(1, std::min(run.c.train.eval_batches, val.samples_per_epoch() / per_pass));
+  torch::NoGradGuard no_grad;
+  run.model->eval();
+  double loss = 0, count = 0;
+  for (int64_t i = 0; i < batches; ++i) {
+    const MicroBatch b = to_device(val.next(), run.plan.device);
+    loss += masked_token_loss(run.model, run.model->hidden(b.tokens, b.segment_pos), b.targets, b.loss_mask, 0.0);
+    count += b.mask_sum;
+    if (run.comm.rank() == 0 && progress_bar) std::cout << "\r" << format_progress_bar(i + 1, batches) << std::flush;
+  }
+  run.model->train();
+  loss = run.comm.all_reduce_scalar(loss), count = run.comm.all_reduce_scalar(count);
+  if (!(count > 0)) return std::nullopt;  // a loss of 0 would read as a perfect model
+  return loss / count;
+}
+
+// Evaluates, prints and logs val_loss after update `step`; nothing without a validation split. Collective.
+void evaluate(Run& run, int64_t step) {
+  if (!run.validation) return;
+  // The progress bar redraws itself: only on a terminal, not in a log file.
+  const bool interactive = isatty(STDOUT_FILENO);
+  const std::optional<double> val_loss = validation_loss(run, interactive);
+  const std::string cr = interactive ? "\r" : "";
+  if (!val_loss) {
+    run.say(cr + "eval step " + std::to_string(step) +
+            ": no supervised target in the validation batches (every loss mask is 0); no val_loss");
+    return;
+  }
+  if (run.comm.rank() == 0) {
+    std::cout << cr << "eval step " << step << ": val_loss " << *val_loss << ", ppl " << std::exp(*val_loss)
+              << (interactive ? "          " : "") << std::endl;
+    run.metrics->write_eval(step, run.state.tokens, *val_loss);
+  }
+}
+
+// ---- one step -----------------------------------------------------------------------------------------------
+
+// Update number `step` (1-based): this rank's micro-batches through train_step, with the test hooks of
+// RG_FAULT_INJECT applied.
+StepResult next_step(Run& run, int64_t step, double lr, NonFiniteGuard& guard) {
+  StepResult r;
+  try {
+    std::vector<MicroBatch> micro;
+    for (int64_t i = 0; i < run.c.train.grad_accum; ++i) micro.push_back(to_device(run.loader->next(), run.plan.device));
+    if (run.plan.faults.nan_loss(step)) {
+      for (MicroBatch& b : micro) b.loss_mask.fill_(std::numeric_limits<double>::quiet_NaN());
+    }
+    r = train_step(run.model, *run.optimizer, run.comm, micro, run.c.train.max_grad_norm, lr, guard, step);
+  } catch (...) {
+    rethrow_one_line("training step " + std::to_string(step), run.plan.memory.describe());
+  }
+  if (run.plan.faults.nan_weights_at == step) poison_weights(run.model);
+  return r;
+}
+
+// Throughput and warnings across steps of this process.
+struct Progress {
+  int64_t start_step = 0;  // the step the run started or resumed at
+  Clock::time_point run_start = Clock::now(), interval_start = Clock::now();
+  int64_t interval_tokens = 0;
+  int64_t unsupervised_rows = 0;  // rows without a supervised target, summed over the steps of this process
+};
+
+// After update `step` (1-based): counters, warnings, metrics.jsonl and (every train.log_every) the console line.
+void record_step(Run& run, Progress& progress, int64_t step, double lr, const StepResult& r,
+                 const NonFiniteGuard& guard) {
+  const TrainConfig& c = run.c;
+  if (r.unsupervised_rows > 0 && progress.unsupervised_rows == 0) {
+    run.say("warning: step " + std::to_string(step) + ": " + std::to_string(r.unsupervised_rows) + " of " +
+            std::to_string(run.plan.batch.rows) + " rows have no supervised target (loss mask all 0; SFT: the model "
+            "turn starts after data.seq_len = " + std::to_string(c.data.seq_len) +
+            " tokens) and train on nothing; warned once, the total is reported at the end");
+  }
+  progress.unsupervised_rows += r.unsupervised_rows;
+  if (r.skipped) {
+    run.say("step " + std::to_string(step) + ": non-finite loss or gradient, update skipped (" +
+            std::to_string(guard.consecutive()) + " in a row)");
+  }
+  run.state.step = step;
+  run.state.tokens += run.plan.batch.tokens;
+  run.state.skipped_steps = guard.skipped_total();
+  progress.interval_tokens += run.plan.batch.tokens;
+  if (run.comm.rank() != 0) return;
+  StepMetrics m;
+  m.step = step, m.loss = r.loss, m.lr = lr, m.grad_norm = r.grad_norm, m.tokens = run.state.tokens;
+  const double dt = seconds_since(progress.interval_start);
+  m.tokens_per_s = progress.interval_tokens / std::max(dt, 1e-9);
+  m.mfu = mfu(run.flops_per_token, progress.interval_tokens, dt, run.peak_flops);
+  m.skipped_steps = run.state.skipped_steps;
+  run.metrics->write(m);
+  if (step % c.train.log_every == 0 || step == c.train.steps || step == progress.start_step + 1) {
+    std::cout << format_step_line(m, c.train.steps, seconds_since(progress.run_start), progress.start_step) << std::endl;
+    progress.interval_start = Clock::now(), progress.interval_tokens = 0;
+  }
+}
+
+void save_checkpoint(Run& run) {
+  run.say("checkpoint: " + run.checkpoint->save(run.state, run.loader->cursor()));
+}
+
+// ---- the end ------------------------------------------------------------------------------------------------
+
+// After the last step: a run that ended on skipped steps did not finish (no final/, and no end checkpoint
+// to rotate out a good one); otherwise the end checkpoint, the last evaluation and final/.
+int finish_run(Run& run, const NonFiniteGuard& guard, const Progress& progress) {
+  const int64_t steps = run.c.train.steps;
+  if (guard.consecutive() > 0) {
+    const int64_t first = steps - guard.consecutive() + 1;
+    throw NonFiniteError("the last " + std::to_string(guard.consecutive()) + " step(s) (" + std::to_string(first) +
+                         (first < steps ? "-" + std::to_string(steps) : std::string()) + " of " +
+                         std::to_string(steps) + ") were skipped for a non-finite loss or gradient, so the "
+                         "weights are still those of step " + std::to_string(first - 1) +
+                         ": the run did not finish, no final/ and no end checkpoint were written; " +
+                         run.checkpoint->last_checkpoint_note());
+  }
+  if (progress.start_step < steps) {
+    save_checkpoint(run);  // refuses non-finite weights, so no final/ from them either
+  } else if (const std::string bad = nonfinite_parameter(*run.model, run.comm); !bad.empty()) {
+    throw NonFiniteError("the weights of " + run.checkpoint->root() + "'s last checkpoint are not finite (NaN/Inf in " +
+                         bad + "); no final/ written");
+  }
+  evaluate(run, steps);
+  if (run.comm.rank() == 0) {
+    const fs::path final_dir = run.out / "final";
+    save_pretrained(run.model, final_dir.string(), run.plan.bf16 ? torch::kBFloat16 : torch::kFloat);
+    std::cout << "done: " << steps << " steps, " << run.state.tokens << " tokens";
+    if (progress.unsupervised_rows > 0) std::cout << " (" << progress.unsupervised_rows << " rows had no supervised target)";
+    std::cout << "; weights in " << final_dir.string() << " (Hugging Face layout)" << std::endl;
+  }
+  run.comm.barrier();
+  return 0;
 }
 
 }  // namespace
@@ -170,280 +449,26 @@ StepResult train_step(Griffin& model, ZeroOptimizer& optimizer, comm::Communicat
 
 int run_training(Task task, const TrainConfig& c, const ModelConfig& model_config, comm::Communicator& comm,
                  const std::string& effective_config) {
-  const int rank = comm.rank(), world = comm.world_size();
-  auto say = [rank](const std::string& line) {
-    if (rank == 0) std::cout << line << std::endl;
-  };
-  const char* task_name = task == Task::kPretrain ? "pretrain" : "sft";
-
-  // ---- checks before any work: sizes, ids and settings that cannot work stop here (exit 2) ---------------------
-  const BatchShape batch = global_batch_shape(c.data.micro_batch, c.train.grad_accum, world, c.data.seq_len,
-                                              c.train.global_batch);
-  const int64_t global_rows = batch.rows;
-  const torch::Device device = pick_device(c.train.device, comm);
-  const bool bf16 = c.train.dtype == "bfloat16" || (c.train.dtype == "auto" && device.is_cuda());
-  // With init_from the folder's config.json defines the model; read it (not the weights) to check against.
-  const ModelConfig planned = c.train.init_from.empty() ? model_config : io::read_hf_config(c.train.init_from);
-  const data::DatasetInfo data_info = check_training_data(task, c, planned.vocab_size);
-  LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps, c.optim.decay, c.optim.min_lr_ratio};
-  try {
-    schedule.validate();
-  } catch (const std::invalid_argument& e) {
-    throw TrainSetupError(std::string("[optim] ") + e.what());
-  }
-  FaultInjection faults;
-  try {
-    faults = FaultInjection::from_env();
-  } catch (const std::invalid_argument& e) {
-    throw TrainSetupError(e.what());
-  }
-  const MemoryEstimate memory =
-      estimate_memory(count_parameters(planned).total, bf16, world, c.optim.zero_stage, c.data.micro_batch,
-                      c.train.grad_accum, c.data.seq_len, planned.vocab_size);
-
-  // ---- set-up ---------------------------------------------------------------------------------------------
-  const fs::path out = c.train.out, ckpt_root = out / "checkpoints";
-  if (rank == 0) {
-    fs::create_directories(out);
-    io::write_text_atomically((out / "config.ini").string(), effective_config);
-  }
-  comm.barrier();
-
-  Griffin model{nullptr};
-  try {
-    if (!c.train.init_from.empty()) {
-      model = load_pretrained(c.train.init_from);
-    } else {
-      torch::manual_seed(static_cast<uint64_t>(c.train.seed));
-      model = Griffin(model_config);
-    }
-    model->to(device);
-  } catch (...) {
-    rethrow_one_line("building the model on " + device.str(), memory.describe());
-  }
-  broadcast_parameters(*model, comm);
-  if (c.train.recompute) enable_recompute(model);
-  const ModelConfig& mc = model->config();
-
-  data::LoaderOptions lo;
-  lo.path = c.data.train, lo.rank = rank, lo.world_size = world, lo.seq_len = c.data.seq_len;
-  lo.micro_batch = c.data.micro_batch, lo.seed = static_cast<uint64_t>(c.data.seed), lo.pack = c.data.pack;
-  data::Loader loader(lo);
-  // Opened once here (the split was checked to fill a row), so an evaluation cannot fail on its size late.
-  std::unique_ptr<data::Loader> validation;
-  if (data_info.validation.sequences > 0) {
-    data::LoaderOptions vo = lo;
-    vo.split = "validation", vo.shuffle = false, vo.prefetch = 0;
-    validation = std::make_unique<data::Loader>(vo);
-  }
-
-  ZeroConfig zc;
-  zc.stage = static_cast<int>(c.optim.zero_stage), zc.beta1 = c.optim.beta1, zc.beta2 = c.optim.beta2;
-  zc.eps = c.optim.eps, zc.weight_decay = c.optim.weight_decay;
-  if (bf16) zc.param_dtype = torch::kBFloat16;
-  std::unique_ptr<ZeroOptimizer> optimizer_holder;
-  try {
-    optimizer_holder = std::make_unique<ZeroOptimizer>(zero_params_from(model->named_parameters()), comm, zc);
-  } catch (...) {
-    rethrow_one_line("creating the optimizer state", memory.describe());
-  }
-  ZeroOptimizer& optimizer = *optimizer_holder;
-
-  TrainerState state;
-  std::optional<std::string> dir;
-  try {  // every file is checked before anything is loaded; a checkpoint unfit to resume is exit 2
-    dir = resolve_resume(c.checkpoint.resume, ckpt_root.string());
-    if (dir) {
-      std::vector<std::pair<std::string, torch::Tensor>> named;
-      for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
-      state = read_resume_state(*dir, c.train.steps, named);
-      optimizer.load_state(*dir);  // also writes the restored master weights into the model
-      if (!load_rng_state(*dir, rank)) torch::manual_seed(static_cast<uint64_t>(c.train.seed) + 7919 * rank);
-    }
-  } catch (const CheckpointError& e) {
-    throw TrainSetupError(e.what());
-  }
-  if (dir) {
-    loader.seek(static_cast<uint64_t>(state.data_cursor.at("cursor").get<int64_t>()));  // checked >= 0
-    std::ostringstream s;
-    s << "resumed from " << *dir << " at step " << state.step << " (" << state.tokens << " tokens)";
-    if (state.world_size != world) s << "; resharded from " << state.world_size << " to " << world << " ranks";
-    say(s.str());
-  }
-  CheckpointWriter writer(ckpt_root.string(), static_cast<int>(c.checkpoint.keep_last), comm);
-  std::unique_ptr<MetricsWriter> metrics;
-  if (rank == 0) metrics = std::make_unique<MetricsWriter>((out / "metrics.jsonl").string(), state.step);
-
-  const int64_t tokens_per_step = batch.tokens;
-  const double flops_per_token = training_flops_per_token(
-      static_cast<double>(model->num_parameters()), mc.num_blocks_of(BlockType::kAttention),
-      mc.num_heads * mc.head_dim,
-      mc.attention_window > 0 ? std::min(mc.attention_window + 1, c.data.seq_len) : c.data.seq_len);
-  const double peak = (c.train.peak_flops > 0 ? c.train.peak_flops : guess_peak_flops(device, bf16)) * world;
-  {
-    std::ostringstream s;
-    s << task_name << ": " << model->num_parameters() << " parameters on " << world << " rank(s), " << device
-      << ", " << (bf16 ? "bf16 params + fp32 master" : "fp32") << (c.train.recompute ? ", recompute" : "") << "\n"
-      << "batch: " << c.data.micro_batch << " rows x " << c.train.grad_accum << " accumulation x " << world
-      << " ranks = " << global_rows << " rows of " << c.data.seq_len << " tokens (" << tokens_per_step
-      << " tokens/step); " << loader.samples_per_epoch() << " rows per epoch\n"
-      << optimizer.summary() << "\n"
-      << "memory: " << memory.describe();
-    say(s.str());
-  }
-  if (!device.is_cuda() && memory.total() > physical_memory() && physical_memory() > 0) {
-    say("warning: that is more than this machine's " + format_bytes(physical_memory()) +
-        " of memory; expect the first step to run out of it");
-  }
-
-  auto save_checkpoint = [&](int64_t step) {
-    // A checkpoint of non-finite weights would only rotate a good one out (checkpoint.keep_last).
-    const std::string bad = nonfinite_parameter(model, comm);
-    if (!bad.empty()) {
-      throw NonFiniteError("the weights after step " + std::to_string(step) + " are not finite (NaN/Inf in " + bad +
-                           "): checkpoint " + checkpoint_dir_name(step) + " not written and training stopped; " +
-                           last_checkpoint_note(ckpt_root));
-    }
-    state.step = step;
-    state.world_size = world;
-    state.schedule = schedule.to_json();
-    state.data_cursor = {{"cursor", loader.cursor()}};
-    const std::string dir = writer.save(step, [&](const std::string& tmp) {
-      optimizer.save_state(tmp);
-      save_rng_state(tmp, rank);
-      if (rank == 0) {
-        std::vector<std::pair<std::string, torch::Tensor>> named;
-        for (const auto& p : model->named_parameters()) named.emplace_back(p.key(), p.value());
-        save_weights(tmp, named);
-        write_trainer_state(tmp, state);
-      }
-    });
-    say("checkpoint: " + dir);
-  };
-
-  // The evaluation progress bar redraws itself: only on a terminal, not in a log file.
-  const bool interactive = isatty(STDOUT_FILENO);
-  auto evaluate = [&](int64_t step) {
-    if (!validation) return;
-    data::Loader& val = *validation;
-    val.seek(0);  // every evaluation reads the same batches
-    const int64_t per_pass = c.data.micro_batch * world;
-    const int64_t batches = std::max<int64_t>(1, std::min(c.train.eval_batches, val.samples_per_epoch() / per_pass));
-    torch::NoGradGuard no_grad;
-    model->eval();
-    double loss = 0, count = 0;
-    for (int64_t i = 0; i < batches; ++i) {
-      const MicroBatch b = to_device(val.next(), device);
-      loss += masked_token_loss(model, model->hidden(b.tokens, b.segment_pos), b.targets, b.loss_mask, 0.0);
-      count += b.mask_sum;
-      if (rank == 0 && interactive) std::cout << "\r" << format_progress_bar(i + 1, batches) << std::flush;
-    }
-    model->train();
-    loss = comm.all_reduce_scalar(loss), count = comm.all_reduce_scalar(count);
-    if (!(count > 0)) {  // a loss of 0 would read as a perfect model
-      say(std::string(interactive ? "\r" : "") + "eval step " + std::to_string(step) +
-          ": no supervised target in the validation batches (every loss mask is 0); no val_loss");
-      return;
-    }
-    const double val_loss = loss / count;
-    if (rank == 0) {
-      std::cout << (interactive ? "\r" : "") << "eval step " << step << ": val_loss " << val_loss << ", ppl "
-                << std::exp(val_loss) << (interactive ? "          " : "") << std::endl;
-      metrics->write_eval(step, state.tokens, val_loss);
-    }
-  };
-
+  const std::unique_ptr<Run> run = set_up_run(task, c, model_config, comm, effective_config);
   install_stop_signal_handlers();
-  NonFiniteGuard guard(static_cast<int>(c.train.max_nonfinite), state.skipped_steps);
-  const int64_t start_step = state.step;
-  const auto run_start = Clock::now();
-  auto interval_start = Clock::now();
-  int64_t interval_tokens = 0;
-  int64_t unsupervised_rows = 0;  // rows without a supervised target, summed over the steps of this process
-
-  // ---- the loop ---------------------------------------------------------------------------------------------
-  for (int64_t step = state.step; step < c.train.steps; ++step) {
-    const double lr = schedule.lr_at(step);
-    StepResult r;
-    try {
-      std::vector<MicroBatch> micro;
-      for (int64_t i = 0; i < c.train.grad_accum; ++i) micro.push_back(to_device(loader.next(), device));
-      if (faults.nan_loss(step + 1)) {
-        for (MicroBatch& b : micro) b.loss_mask.fill_(std::numeric_limits<double>::quiet_NaN());
-      }
-      r = train_step(model, optimizer, comm, micro, c.train.max_grad_norm, lr, guard, step + 1);
-    } catch (...) {
-      rethrow_one_line("training step " + std::to_string(step + 1), memory.describe());
-    }
-    if (faults.nan_weights_at == step + 1) poison_weights(model);
-    if (r.unsupervised_rows > 0 && unsupervised_rows == 0) {
-      say("warning: step " + std::to_string(step + 1) + ": " + std::to_string(r.unsupervised_rows) + " of " +
-          std::to_string(global_rows) + " rows have no supervised target (loss mask all 0; SFT: the model turn "
-          "starts after data.seq_len = " + std::to_string(c.data.seq_len) +
-          " tokens) and train on nothing; warned once, the total is reported at the end");
-    }
-    unsupervised_rows += r.unsupervised_rows;
-    if (r.skipped) {
-      say("step " + std::to_string(step + 1) + ": non-finite loss or gradient, update skipped (" +
-          std::to_string(guard.consecutive()) + " in a row)");
-    }
-    const double loss = r.loss, grad_norm = r.grad_norm;
-    state.tokens += tokens_per_step;
-    state.skipped_steps = guard.skipped_total();
-    interval_tokens += tokens_per_step;
-
-    if (rank == 0) {
-      StepMetrics m;
-      m.step = step + 1, m.loss = loss, m.lr = lr, m.grad_norm = grad_norm, m.tokens = state.tokens;
-      const double dt = seconds_since(interval_start);
-      m.tokens_per_s = interval_tokens / std::max(dt, 1e-9);
-      m.mfu = mfu(flops_per_token, interval_tokens, dt, peak);
-      m.skipped_steps = state.skipped_steps;
-      metrics->write(m);
-      if ((step + 1) % c.train.log_every == 0 || step + 1 == c.train.steps || step == start_step) {
-        std::cout << format_step_line(m, c.train.steps, seconds_since(run_start), start_step) << std::endl;
-        interval_start = Clock::now(), interval_tokens = 0;
-      }
-    }
+  NonFiniteGuard guard(static_cast<int>(c.train.max_nonfinite), run->state.skipped_steps);
+  Progress progress;
+  progress.start_step = run->state.step;
+  for (int64_t step = run->state.step + 1; step <= c.train.steps; ++step) {  // 1-based update number
+    const double lr = run->plan.schedule.lr_at(step - 1);
+    const StepResult r = next_step(*run, step, lr, guard);
+    record_step(*run, progress, step, lr, r, guard);
     // The checkpoint first: an evaluation that fails must not cost the steps since the last one.
     const bool stop = stop_requested_any(comm);
-    if (stop || (c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0 && step + 1 < c.train.steps)) {
-      save_checkpoint(step + 1);
-    }
+    if (stop || due_after(step, c.checkpoint.every, c.train.steps)) save_checkpoint(*run);
     if (stop) {
-      say("stopped by signal " + std::to_string(stop_signal()) + " after step " + std::to_string(step + 1) +
-          "; continue with --checkpoint.resume=auto");
+      run->say("stopped by signal " + std::to_string(stop_signal()) + " after step " + std::to_string(step) +
+               "; continue with --checkpoint.resume=auto");
       return 0;
     }
-    if (c.train.eval_every > 0 && (step + 1) % c.train.eval_every == 0 && step + 1 < c.train.steps) evaluate(step + 1);
+    if (due_after(step, c.train.eval_every, c.train.steps)) evaluate(*run, step);
   }
-
-  // ---- the end --------------------------------------------------------------------------------------------
-  // A run that ended on skipped steps did not finish: no final/, and no end checkpoint to rotate out a good one.
-  if (guard.consecutive() > 0) {
-    const int64_t first = c.train.steps - guard.consecutive() + 1;
-    throw NonFiniteError("the last " + std::to_string(guard.consecutive()) + " step(s) (" + std::to_string(first) +
-                         (first < c.train.steps ? "-" + std::to_string(c.train.steps) : std::string()) + " of " +
-                         std::to_string(c.train.steps) + ") were skipped for a non-finite loss or gradient, so the "
-                         "weights are still those of step " + std::to_string(first - 1) +
-                         ": the run did not finish, no final/ and no end checkpoint were written; " +
-                         last_checkpoint_note(ckpt_root));
-  }
-  if (start_step < c.train.steps) {
-    save_checkpoint(c.train.steps);  // refuses non-finite weights, so no final/ from them either
-  } else if (const std::string bad = nonfinite_parameter(model, comm); !bad.empty()) {
-    throw NonFiniteError("the weights of " + ckpt_root.string() + "'s last checkpoint are not finite (NaN/Inf in " +
-                         bad + "); no final/ written");
-  }
-  evaluate(c.train.steps);
-  if (rank == 0) {
-    save_pretrained(model, (out / "final").string(), bf16 ? torch::kBFloat16 : torch::kFloat);
-    std::cout << "done: " << c.train.steps << " steps, " << state.tokens << " tokens";
-    if (unsupervised_rows > 0) std::cout << " (" << unsupervised_rows << " rows had no supervised target)";
-    std::cout << "; weights in " << (out / "final").string() << " (Hugging Face layout)" << std::endl;
-  }
-  comm.barrier();
-  return 0;
+  return finish_run(*run, guard, progress);
 }
 
 }  // namespace rg::trainer

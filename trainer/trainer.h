@@ -1,10 +1,11 @@
 // The pretraining / SFT loop: data-parallel over a Communicator, ZeRO-sharded AdamW, gradient
 // accumulation, clipping, schedule, validation, atomic checkpoints with exact resume (also at another world
 // size), signal-safe stops and metrics. Pretraining and SFT are the same loop: the dataset's loss mask
-// says which targets count (every next token inside a document, or model turns only).
+// says which targets count (every next token inside a document, or model turns only). The loop's parts
+// (set-up, step, evaluation, save/restore, end) are named in trainer.cpp's header; the save/restore pair is
+// RunCheckpoint (run_checkpoint.h), shared with the RLHF loops.
 //
-//   rg::trainer::Trainer trainer(Task::kPretrain, config, model_config, comm, effective_config_text);
-//   return trainer.run();   // the process exit code
+//   return rg::trainer::run_training(Task::kPretrain, config, model_config, comm, effective_config_text);
 #pragma once
 
 #include "model/config.h"

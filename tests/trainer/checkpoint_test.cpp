@@ -1,13 +1,17 @@
 // Checkpoint directories under real ranks: atomic publish with a marker, keep-last-K, incomplete
 // directories ignored by find_latest_complete / --resume, a failing rank leaving earlier checkpoints intact,
-// the state files, and a full save -> resume through CheckpointWriter that continues bit-exactly. Then the
+// the state files, and the save/restore pair (RunCheckpoint): a resume that continues bit-exactly, a
+// weights file checked against the restored master weights, non-finite weights refused. Then the
 // resume checks: a real checkpoint with one thing corrupted per case is refused with a one-line
 // CheckpointError naming the file and field (truncated or missing files, wrong types, floats for
 // integers, out-of-range and inconsistent fields, nested JSON, another model's weights).
 #include "trainer/checkpoint.h"
+#include "trainer/faults.h"
+#include "trainer/run_checkpoint.h"
 #include "trainer/schedule.h"
 #include "trainer/zero_optimizer.h"
 
+#include "model/io/safetensors.h"
 #include "tests/trainer/test_support.h"
 
 #include <cstdlib>
@@ -162,8 +166,7 @@ TEST(Checkpoint, WeightsRoundTripAndShapeCheck) {
   if (comm().rank() == 0) fs::remove_all(dir);
 }
 
-// The pieces together, as the training loop will use them: train, checkpoint every 4 steps through the
-// writer, "crash", resume with --resume auto into a fresh process state, and the losses repeat bit for bit.
+// A small model and its step, for the save/restore tests below.
 torch::nn::Sequential make_model(uint64_t seed) {
   torch::manual_seed(seed);
   return torch::nn::Sequential(torch::nn::Linear(6, 12), torch::nn::Functional(torch::relu), torch::nn::Linear(12, 2));
@@ -191,7 +194,10 @@ double train_step(torch::nn::Sequential& model, ZeroOptimizer& opt, const LrSche
   return comm().all_reduce_scalar(loss.item<double>());
 }
 
-TEST(Checkpoint, ResumeAutoContinuesBitExactly) {
+// The save/restore pair the training loops use (RunCheckpoint): train, checkpoint every 4 steps, "crash"
+// after step 10, restore with --resume auto into a fresh model, optimizer and RNG state, and the losses
+// repeat bit for bit.
+TEST(RunCheckpoint, ResumeAutoContinuesBitExactly) {
   const std::string root = rg::test::shared_temp_dir("rg-ckpt");
   LrSchedule sched;
   sched.peak_lr = 1e-2;
@@ -202,24 +208,14 @@ TEST(Checkpoint, ResumeAutoContinuesBitExactly) {
     torch::manual_seed(77 + comm().rank());
     torch::nn::Sequential model = make_model(3);
     ZeroOptimizer opt(zero_params_from(model->named_parameters()), comm());
-    CheckpointWriter writer(root, 2, comm());
+    RunCheckpoint ckpt(root, 2, *model, opt, sched, comm(), /*seed=*/0);
     for (int64_t s = 0; s < 12; ++s) {
       uninterrupted.push_back(train_step(model, opt, sched, s));
       if ((s + 1) % 4 == 0 && s + 1 < 10) {  // checkpoints at steps 4 and 8; the run "dies" after step 10
         torch::manual_seed(77 + comm().rank() + s);  // as if the loop reseeded; the checkpoint must capture it
-        writer.save(s + 1, [&](const std::string& dir) {
-          opt.save_state(dir);
-          save_rng_state(dir, comm().rank());
-          if (comm().rank() == 0) {
-            save_weights(dir, named(model));
-            TrainerState st;
-            st.step = s + 1;
-            st.schedule = sched.to_json();
-            st.data_cursor = {{"step", s + 1}};
-            st.world_size = comm().world_size();
-            write_trainer_state(dir, st);
-          }
-        });
+        TrainerState st;
+        st.step = s + 1, st.tokens = 48 * (s + 1);  // 8 rows of 6 per step
+        ckpt.save(st, /*cursor=*/8 * static_cast<uint64_t>(s + 1));
       }
     }
   }
@@ -227,17 +223,85 @@ TEST(Checkpoint, ResumeAutoContinuesBitExactly) {
   torch::manual_seed(999);
   torch::nn::Sequential model = make_model(4);
   ZeroOptimizer opt(zero_params_from(model->named_parameters()), comm());
-  const auto dir = resolve_resume("auto", root);
-  ASSERT_TRUE(dir.has_value());
-  const TrainerState st = read_trainer_state(*dir);
-  EXPECT_EQ(st.step, 8);
-  load_weights(*dir, named(model));
-  opt.load_state(*dir);
-  EXPECT_TRUE(load_rng_state(*dir, comm().rank()));
-  const LrSchedule resumed_sched = LrSchedule::from_json(st.schedule);
-  for (int64_t s = st.data_cursor["step"].get<int64_t>(); s < 12; ++s) {
-    EXPECT_EQ(train_step(model, opt, resumed_sched, s), uninterrupted[s]) << "step " << s;
+  RunCheckpoint ckpt(root, 2, *model, opt, sched, comm(), /*seed=*/0);
+  const std::optional<Resumed> r = ckpt.restore("auto", 12);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->dir, root + "/step-000008");
+  EXPECT_EQ(r->state.step, 8);
+  EXPECT_EQ(r->state.tokens, 48 * 8);
+  EXPECT_EQ(r->cursor, 64u);
+  EXPECT_EQ(r->schedule_changes, "");
+  for (int64_t s = r->state.step; s < 12; ++s) {
+    EXPECT_EQ(train_step(model, opt, sched, s), uninterrupted[s]) << "step " << s;
   }
+  EXPECT_FALSE(ckpt.restore("none", 12).has_value());
+  comm().barrier();
+  if (comm().rank() == 0) fs::remove_all(root);
+}
+
+// What a checkpoint writes, resume reads back: weights.safetensors must hold the values the optimizer's
+// master weights restore, and a changed schedule (a lower lr, more steps) is reported.
+TEST(RunCheckpoint, RestoreChecksTheWeightsFileAndReportsScheduleChanges) {
+  const std::string root = rg::test::shared_temp_dir("rg-ckpt");
+  LrSchedule sched;
+  sched.total_steps = 10;
+  torch::nn::Sequential model = make_model(3);
+  ZeroOptimizer opt(zero_params_from(model->named_parameters()), comm());
+  for (int64_t s = 0; s < 2; ++s) train_step(model, opt, sched, s);
+  RunCheckpoint ckpt(root, 1, *model, opt, sched, comm(), /*seed=*/0);
+  TrainerState st;
+  st.step = 2, st.tokens = 96;
+  const std::string dir = ckpt.save(st, 16);
+  EXPECT_EQ(weights_mismatch(dir, named(model)), "");
+
+  LrSchedule lower = sched;
+  lower.peak_lr = 1e-4, lower.total_steps = 20;
+  torch::nn::Sequential fresh = make_model(4);
+  ZeroOptimizer fresh_opt(zero_params_from(fresh->named_parameters()), comm());
+  RunCheckpoint resumed(root, 1, *fresh, fresh_opt, lower, comm(), /*seed=*/0);
+  const auto r = resumed.restore(dir, 20);
+  ASSERT_TRUE(r.has_value());
+  EXPECT_EQ(r->schedule_changes, "peak_lr 0.0003 -> 0.0001, total_steps 10 -> 20");
+  for (const auto& [name, t] : named(model)) EXPECT_TRUE(torch::equal(t, fresh->named_parameters()[name])) << name;
+
+  // One weight changed in the file (same size, so the marker's sizes still match): refused, naming it.
+  comm().barrier();
+  if (comm().rank() == 0) {
+    auto tensors = io::SafetensorsFile(dir + "/" + kWeightsFile).load_all();
+    tensors.at("2.bias").view(-1)[0].add_(1.0);
+    io::write_safetensors(dir + "/" + kWeightsFile, tensors, {{"format", "pt"}});
+  }
+  comm().barrier();
+  torch::nn::Sequential again = make_model(5);
+  ZeroOptimizer again_opt(zero_params_from(again->named_parameters()), comm());
+  RunCheckpoint third(root, 1, *again, again_opt, sched, comm(), /*seed=*/0);
+  try {
+    third.restore(dir, 10);
+    ADD_FAILURE() << "a weights file that disagrees with the optimizer's master weights was accepted";
+  } catch (const CheckpointError& e) {
+    const std::string msg = e.what();
+    EXPECT_NE(msg.find(kWeightsFile), std::string::npos) << msg;
+    if (comm().rank() == 0) EXPECT_NE(msg.find("'2.bias' differs (max |diff| 1)"), std::string::npos) << msg;
+  }
+  comm().barrier();
+  if (comm().rank() == 0) fs::remove_all(root);
+}
+
+// A checkpoint of non-finite weights would only rotate a good one out: save refuses it, on every rank.
+TEST(RunCheckpoint, SaveRefusesNonFiniteWeights) {
+  const std::string root = rg::test::shared_temp_dir("rg-ckpt");
+  LrSchedule sched;
+  torch::nn::Sequential model = make_model(3);
+  ZeroOptimizer opt(zero_params_from(model->named_parameters()), comm());
+  RunCheckpoint ckpt(root, 1, *model, opt, sched, comm(), /*seed=*/0);
+  if (comm().rank() == comm().world_size() - 1) {
+    torch::NoGradGuard no_grad;
+    model->parameters().back().view(-1)[0].fill_(std::numeric_limits<double>::infinity());
+  }
+  TrainerState st;
+  st.step = 1, st.tokens = 8;
+  EXPECT_THROW(ckpt.save(st, 1), NonFiniteError);
+  EXPECT_FALSE(find_latest_complete(root).has_value());
   comm().barrier();
   if (comm().rank() == 0) fs::remove_all(root);
 }

@@ -105,7 +105,7 @@ case_ tokens-string 2 trainer_state.json 'sed -i -E "s/\"tokens\": [0-9]+/\"toke
 case_ skipped-missing 2 trainer_state.json 'sed -i "/\"skipped_steps\"/d" trainer_state.json; remark .'
 case_ cursor-behind-step 2 trainer_state.json 'sed -i -E "s/\"cursor\": [0-9]+/\"cursor\": 0/" trainer_state.json; remark .'
 case_ state-world-size-0 2 trainer_state.json 'sed -i "s/\"world_size\": 1/\"world_size\": 0/" trainer_state.json; remark .'
-case_ state-nested-json 2 trainer_state.json 'set_in trainer_state.json "\"extra\": null" "\"extra\": $deep" && remark .'
+case_ state-nested-json 2 trainer_state.json 'set_in trainer_state.json "\"schedule\": {" "\"schedule\": {\"deep\": $deep," && remark .'
 case_ state-garbage 2 trainer_state.json 'echo "{\"step\": 1," > trainer_state.json; remark .'
 # The run's settings against a good checkpoint: another model's shapes, a step beyond train.steps.
 case_ other-model-shapes 2 weights.safetensors ':' -- --model.mlp_hidden=128
