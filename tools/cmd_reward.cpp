@@ -1,13 +1,12 @@
 // `rgemma reward`: trains a reward model (SFT backbone + scalar head) on a `prepare preference` dataset,
-// data parallel under mpirun like pretrain. Also holds run_pair_command, shared with `rgemma dpo`
-// (tools/cmd_dpo.cpp): the same option set, launcher behaviour and exit codes for both pair trainers.
+// data parallel under mpirun like pretrain. Also defines run_pair_command (tools/pair_command.h), shared
+// with `rgemma dpo` (tools/cmd_dpo.cpp): the same option set, launcher behaviour and exit codes for both.
 #include "configs/rlhf_options.h"
 #include "configs/sections.h"
-#include "rlhf/pair_trainer.h"
 #include "tools/command.h"
+#include "tools/pair_command.h"
 #include "tools/training_launch.h"
 #include "trainer/trainer.h"
-
 
 namespace rg::tools {
 

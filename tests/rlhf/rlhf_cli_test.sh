@@ -131,6 +131,12 @@ grep -q '"rewards/margin"' dpo/metrics.jsonl && grep -q '"logps/chosen"' dpo/met
   && ok "dpo: rewards and logps logged" || fail "dpo: metrics lack rewards/margin or logps/chosen"
 [ -f dpo/final/model.safetensors ] && "$rgemma" generate --model dpo/final --prompt-ids 2,5 --max-new-tokens 2 > /dev/null 2>&1 \
   && ok "dpo: the final policy samples" || fail "dpo: final policy"
+# The reference pass prints progress (pairs done / total, pairs/s, eta) per tenth, ending at the total.
+total=$(grep -o 'reference log-probabilities: [0-9]* pairs in' dpo.log | grep -o '[0-9][0-9]*')
+lines=$(grep -c "^reference log-probabilities: [0-9]*/${total:-x} pairs | [0-9.]* pairs/s | eta [0-9]" dpo.log)
+grep -q "^reference log-probabilities: ${total:-x}/${total:-x} pairs |" dpo.log && [ "$lines" -ge 5 ] \
+  && ok "dpo: reference pass progress, $lines lines up to $total/$total pairs" \
+  || fail "dpo: reference pass progress ($lines lines, total '$total')"
 train dpo ipo 1 --data.train=pairs.h5 --data.micro_batch=8 --train.steps=3 --optim.warmup_steps=1 --optim.lr=1e-3 --rlhf.loss=ipo
 # IPO at h = 0: (0 - 1/(2 beta))^2 = 25 for beta 0.1.
 in_range "$(field ipo loss | head -1)" 24.999 25.001 && ok "ipo: step-1 loss 25" || fail "ipo: step-1 loss $(field ipo loss | head -1)"
