@@ -267,7 +267,7 @@ tok=$out/tokenizer.model
 "$rgemma" prepare chat --tokenizer "$tok" --input "$out/chat.jsonl" --validation 0.02 --max-tokens 2048 \
   --overlong truncate --output "$out/sft.h5" | tee -a "$out/summary.txt"
 "$rgemma" prepare preference --tokenizer "$tok" --input "$out/preference.jsonl" --validation 0.05 \
-  --max-tokens 1024 --overlong truncate --output "$out/preference.h5" | tee -a "$out/summary.txt"
+  --max-tokens 1024 --overlong drop --output "$out/preference.h5" | tee -a "$out/summary.txt"
 "$rgemma" prepare prompts --tokenizer "$tok" --input "$out/prompts.jsonl" --validation 0.05 --max-tokens 512 \
   --output "$out/prompts.h5" | tee -a "$out/summary.txt"
 echo "== real data in $out (tokenizer $tok, $vocab pieces)"
