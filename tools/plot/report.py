@@ -233,6 +233,26 @@ def write_index(runs, out, pictures):
 
 
 # ---- plots -------------------------------------------------------------------------------------------------
+def smoothed(ys):
+    """Centred moving average over ~1/15 of the points (noisy per-step curves read better): None when there are
+    too few points to need it."""
+    n = len(ys)
+    half = n // 30
+    if half < 1:
+        return None
+    return [sum(ys[max(0, i - half):i + half + 1]) / len(ys[max(0, i - half):i + half + 1]) for i in range(n)]
+
+
+def draw_line(ax, xs, ys, color, label):
+    """The curve, and when it is long, its moving average on top of the raw values drawn faint."""
+    smooth = smoothed(ys)
+    if smooth is None:
+        ax.plot(xs, ys, color=color, lw=1, label=label)
+    else:
+        ax.plot(xs, ys, color=color, lw=0.7, alpha=0.3)
+        ax.plot(xs, smooth, color=color, lw=1.5, label=f"{label} (moving average)")
+
+
 def panels(plt, n, width=5.0, height=3.4):
     cols = min(n, 3)
     rows = (n + cols - 1) // cols
@@ -258,6 +278,7 @@ def by_kind(runs, want=lambda r: True):
 
 
 def plot_loss(plt, runs, out, pictures):
+    from matplotlib.ticker import EngFormatter
     groups = by_kind(runs, lambda r: r.series("loss", x="tokens")[0])
     if not groups:
         return
@@ -265,7 +286,7 @@ def plot_loss(plt, runs, out, pictures):
     for ax, (kind, rs) in zip(axes, groups):
         for i, r in enumerate(rs):
             color = f"C{i}"
-            ax.plot(*r.series("loss", x="tokens"), color=color, lw=1, label=f"{r.name} train")
+            draw_line(ax, *r.series("loss", x="tokens"), color, f"{r.name} train")
             xs, ys = r.series("val_loss", r.evals, x="tokens")
             if not xs:  # pair trainers' eval lines carry the step only: place them at that step's tokens
                 tokens_at = dict(zip(*r.series("tokens")))
@@ -278,6 +299,7 @@ def plot_loss(plt, runs, out, pictures):
                            label=f"{r.name} unigram entropy {r.unigram_entropy:.2f}")
         ax.set_title(f"{kind}: loss")
         ax.set_xlabel("tokens")
+        ax.xaxis.set_major_formatter(EngFormatter())  # 300k, not 300000 (long labels run together)
         ax.set_ylabel("loss (nats)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -293,7 +315,7 @@ def plot_per_step(plt, runs, out, pictures, key, name, caption, ylabel, log=Fals
     fig, axes = panels(plt, len(groups), height=3.0)
     for ax, (kind, rs) in zip(axes, groups):
         for i, r in enumerate(rs):
-            ax.plot(*r.series(field(r)), color=f"C{i}", lw=1, label=r.name if field(r) == key else f"{r.name}: {field(r)}")
+            draw_line(ax, *r.series(field(r)), f"C{i}", r.name if field(r) == key else f"{r.name}: {field(r)}")
         ax.set_title(f"{kind}: {ylabel}")
         ax.set_xlabel("step")
         ax.set_ylabel(ylabel)
@@ -337,7 +359,7 @@ def plot_rl(plt, runs, out, pictures):
         for i, r in enumerate(rs):
             key = r.rl_field(names)
             if key:
-                ax.plot(*r.series(key), color=f"C{i}", lw=1, label=f"{r.name} ({r.kind}): {key}")
+                draw_line(ax, *r.series(key), f"C{i}", f"{r.name} ({r.kind}): {key}")
             xs, ys = r.series(RL_EVAL.get(title, ""), r.evals)
             if xs:
                 ax.plot(xs, ys, "o--", color=f"C{i}", ms=4, label=f"{r.name}: held-out {RL_EVAL[title]}")
@@ -387,6 +409,10 @@ def main():
     for r in runs:
         print(f"{r.name} ({r.kind}): {fmt(r.last('step'))} steps, {fmt_count(r.last('tokens'))} tokens, "
               f"loss {fmt(r.last('loss'))}, val loss {fmt(r.last('val_loss', r.evals))}; {key_metrics(r)}")
+        val = r.last("val_loss", r.evals)
+        if r.unigram_entropy is not None and val is not None:
+            print(f"{r.name}: validation loss {val:.3f} nats is {r.unigram_entropy - val:.3f} below the unigram entropy "
+                  f"{r.unigram_entropy:.3f} of the training tokens (the best a model that ignores context can do on them)")
     print(f"wrote {os.path.join(a.output, 'index.md')} and " + ", ".join(p for p, _ in pictures))
 
 
