@@ -1,4 +1,4 @@
-// Gemma's dialogue format (spec section 13) with its SFT loss mask:
+// Gemma's dialogue format (docs/architecture.md §13) with its SFT loss mask:
 //   <bos><start_of_turn>user\n{text}<end_of_turn>\n<start_of_turn>model\n{text}<end_of_turn>\n...
 // System text is folded into the first user turn, "assistant" is written "model", content is trimmed (trim()),
 // and the mask is 1 exactly on model-turn content and its <end_of_turn>. Also the JSON shapes of chats,

@@ -1,4 +1,4 @@
-// ModelConfig validation, presets and the analytic parameter count (spec sections 1 and 12).
+// ModelConfig validation, presets and the analytic parameter count (docs/architecture.md §1 and 12).
 #include "model/config.h"
 
 #include "model/config_limits.h"

@@ -1,4 +1,4 @@
-// `rgemma bench scan|step|sample`: speed and memory figures, one JSON object per line (name, batch, seq,
+// `rgemma bench scan|step|sample|train`: speed and memory figures, one JSON object per line (name, batch, seq,
 // threads, tokens_per_s, ...). Benchmarks print figures; targets are judged by people, not asserted.
 //   scan    the RG-LRU scan alone: reference loop vs fast kernel, forward and forward+backward
 //   step    a training step (forward + cross-entropy + backward) of a [model] config, and the scan's share

@@ -1,4 +1,4 @@
-// `rgemma init`: a randomly initialised model (spec section 11) written as a Hugging Face folder, the
+// `rgemma init`: a randomly initialised model (docs/architecture.md §11) written as a Hugging Face folder, the
 // starting point of pretraining from scratch and of the demo.
 #include "model/pretrained.h"
 #include "model/io/safetensors.h"

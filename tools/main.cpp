@@ -61,7 +61,7 @@ void print_usage(std::ostream& out) {
   auto table = rg::tools::command_table();
   std::sort(table.begin(), table.end(), [](const auto& a, const auto& b) { return a.name < b.name; });
   out << "usage: rgemma <command> [options]\n\n"
-         "Pretrain, instruction-tune and RLHF-tune RecurrentGemma (Griffin) models.\n\ncommands:\n";
+         "Pretrain, instruction-tune and preference-tune RecurrentGemma (Griffin) models (the commands below).\n\ncommands:\n";
   for (const auto& c : table) {
     std::string name = "  " + c.name;
     name.resize(std::max<size_t>(name.size() + 2, 14), ' ');

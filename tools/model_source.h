@@ -1,5 +1,5 @@
 // Where a command's model comes from: a Hugging Face folder (--model DIR) or a [model] config with random
-// weights (--config FILE / --model.KEY=VALUE, seeded by --seed). Shared by generate, logits and bench,
+// weights (--config FILE / --model.KEY=VALUE, seeded by --init-seed). Shared by generate, logits and bench,
 // with the checks every command applies to what users hand it: id lists, input files, memory estimates.
 #pragma once
 

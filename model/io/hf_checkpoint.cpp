@@ -120,7 +120,7 @@ void load_offered(torch::nn::Module& model, const std::map<std::string, Offered>
   }
   const auto head = offered.find(kLmHead);
   if (head != offered.end()) {
-    // Tied output layer: a checkpoint may carry a copy, which must be that copy (spec section 12).
+    // Tied output layer: a checkpoint may carry a copy, which must be that copy (docs/architecture.md §12).
     const std::string embed = to_hf_name("embed_tokens.weight", arch);
     const auto e = offered.find(embed);
     if (e == offered.end()) {

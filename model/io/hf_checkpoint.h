@@ -1,4 +1,4 @@
-// Hugging Face model folders: tensor names (spec section 12), the weights folder (model.safetensors or
+// Hugging Face model folders: tensor names (docs/architecture.md §12), the weights folder (model.safetensors or
 // shards + model.safetensors.index.json), and loading / saving a module's parameters through them.
 // Module parameter names are the HF names without "model." for RecurrentGemma; for the Gemma baseline
 // the block names are translated (temporal_block -> self_attn, mlp_block -> mlp, ...).

@@ -1,4 +1,4 @@
-// ModelConfig <-> Hugging Face config.json, both ways (spec sections 1, 12, 14): RecurrentGemma
+// ModelConfig <-> Hugging Face config.json, both ways (docs/architecture.md §1, 12, 14): RecurrentGemma
 // (model_type "recurrent_gemma") and the Gemma transformer baseline (model_type "gemma").
 // Owns the choice of HF architecture for a config and the field-by-field translation, including the
 // quirks: intermediate_size is 2E for RecurrentGemma but E for Gemma; block_types is the repeated pattern.

@@ -1,5 +1,5 @@
 // The whole RG-LRU after its two gate linears, fused into one CPU pass with a hand-written backward
-// (spec section 5.2): gates, log-space decay, the sqrt(1 - a^2) multiplier with its bounded derivative,
+// (docs/architecture.md §5.2): gates, log-space decay, the sqrt(1 - a^2) multiplier with its bounded derivative,
 // document resets and the float32 scan. The unfused path in model/layers.cpp (autograd over tensor ops
 // plus rg_lru_scan) is its reference: it materialises ~15 (B, T, L) temporaries forward and ~25 backward,
 // which is most of a recurrent block's time on a CPU.

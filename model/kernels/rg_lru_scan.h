@@ -1,4 +1,4 @@
-// The RG-LRU linear scan h_t = a_t * h_{t-1} + x_t (spec sections 5.2 and 10), as its own autograd op
+// The RG-LRU linear scan h_t = a_t * h_{t-1} + x_t (docs/architecture.md §5.2 and 10), as its own autograd op
 // with a hand-written backward. Three implementations compute the same recurrence with a float32
 // accumulator whatever the activation dtype:
 //   kReference  a plain loop over time with tensor ops (the official PyTorch code's loop), the yardstick;

@@ -1,6 +1,6 @@
 // Checkpoint I/O: safetensors bytes checked by an independent reader (and a hand-built file read by
 // ours), every validation error, sharded folders, config.json both ways for the presets and HF's own
-// files, and load/save of a small module that carries the HF parameter names of spec section 12.
+// files, and load/save of a small module that carries the HF parameter names of docs/architecture.md §12.
 #include "model/io/hf_checkpoint.h"
 #include "model/io/hf_config.h"
 #include "model/io/input_file.h"
@@ -438,7 +438,7 @@ std::shared_ptr<Node> build_module(const std::vector<std::pair<std::string, std:
   return root;
 }
 
-// Spec section 12's names and shapes for `c` (module names: HF without "model.").
+// docs/architecture.md §12's names and shapes for `c` (module names: HF without "model.").
 std::vector<std::pair<std::string, std::vector<int64_t>>> model_params(const ModelConfig& c) {
   const int64_t W = c.width, L = c.lru_width, H = c.num_heads, E = c.mlp_hidden, hd = c.head_dim;
   std::vector<std::pair<std::string, std::vector<int64_t>>> p = {{"embed_tokens.weight", {c.vocab_size, W}}};
@@ -659,7 +659,7 @@ TEST_F(IoTest, SaveReplacesAFolderAtomicallyAndKeepsOtherFiles) {
   EXPECT_EQ(siblings, (std::set<std::string>{"m"}));
 }
 
-// The real model carries exactly the names and shapes of spec section 12, and an HF folder written from
+// The real model carries exactly the names and shapes of docs/architecture.md §12, and an HF folder written from
 // it reloads into a fresh model that computes the same logits.
 TEST_F(IoTest, GriffinRoundTripsThroughAnHfFolder) {
   for (const ModelConfig& c : {small_griffin(), small_gemma()}) {

@@ -1,4 +1,4 @@
-// A slow, independent RecurrentGemma written straight from ../shared/docs/recurrentgemma-architecture.md:
+// A slow, independent RecurrentGemma written straight from docs/architecture.md (the equations of §2-6):
 // float64, one row and one token at a time, explicit loops for the conv taps, the RG-LRU recurrence, RoPE's
 // angles and the attention mask. It reads the weights by their Hugging Face names (without "model."), so it
 // also checks that the model's parameters sit under the names checkpoints use. Header-only, for tests.

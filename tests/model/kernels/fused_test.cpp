@@ -1,4 +1,4 @@
-// The fused RG-LRU kernel against the same equations written op by op with autograd (spec section 5.2):
+// The fused RG-LRU kernel against the same equations written op by op with autograd (docs/architecture.md §5.2):
 // values and every gradient, with resets, an initial state, channels whose decay is so close to 1 that
 // sqrt's derivative is clipped, bfloat16, and float64 finite differences.
 #include "model/kernels/rg_lru_fused.h"
