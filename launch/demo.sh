@@ -3,13 +3,14 @@
 # data, each one shown doing its job, and a report with the curves:
 #   real data (Debian/npm packages) and its tokenizer -> pretraining on 2 MPI ranks (loss against the
 #   unigram entropy of the training tokens) -> SFT on the chat set -> a reward model (held-out accuracy
-#   against chance) -> DPO -> PPO with the reward model -> GRPO with the verifiable reward on the
-#   capital-city prompts -> replies of the SFT and the RL-tuned models to the same held-out prompts, each
+#   against chance) -> DPO -> PPO with the reward model -> GRPO with the reward model plus the verifiable
+#   reward on the capital-city prompts -> replies of the SFT and the RL-tuned models to the same held-out prompts, each
 #   scored by the reward model -> `rgemma report` over all runs (PNG plots and index.md).
 #
 #   bash launch/demo.sh [--quick] [--update-docs]
-#     --quick        fewer steps: under 5 minutes on 2 cores after the build (runs/demo-quick)
-#                    (the full demo: under 20 minutes, runs/demo)
+#     --quick        fewer steps, sized for under 5 minutes on 2 idle cores after the build (runs/demo-quick)
+#                    (the full demo: sized for under 20 minutes, runs/demo); --quick took 12m48s on the
+#                    2-core machine shared with other jobs (load 4-7), 2026-12-02
 #     --update-docs  then copies the report (PNGs, index.md) to docs/img/demo/, which README.md shows
 #   RG_BUILD_DIR=DIR builds and runs from DIR instead of build; RG_DEMO_RUNS=DIR puts the runs there,
 #   RG_DEMO_DATA=DIR the real data (default build-real-data); RG_DEMO_NO_BUILD=1 uses the binary as it is.
@@ -23,7 +24,7 @@ for a in "$@"; do
   case $a in
     --quick) quick=1 ;;
     --update-docs) update_docs=1 ;;
-    -h|--help) sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h|--help) sed -n '2,/^set -euo/p' "$0" | sed '$d'  | sed 's/^# \{0,1\}//'; exit 0 ;;
     *) echo "launch/demo.sh: unknown option '$a' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -121,7 +122,8 @@ if ! skip_stage dpo; then
 fi
 
 rl_runs=()
-if "$rgemma" --help | grep -q '^  ppo '; then
+commands=$("$rgemma" --help)  # (captured: grep -q in a pipe could end rgemma with SIGPIPE under pipefail)
+if grep -q '^  ppo ' <<<"$commands"; then
   if ! skip_stage ppo; then
     stage ppo "PPO of the SFT policy against the reward model ($ppo_steps updates): score rises, KL to the reference stays bounded"
     launch/local.sh 2 ppo --config configs/rlhf/tiny-ppo.ini --train.init_from="$runs/sft/final" \
@@ -131,7 +133,7 @@ if "$rgemma" --help | grep -q '^  ppo '; then
   fi
   rl_runs+=(ppo)
 fi
-if "$rgemma" --help | grep -q '^  grpo '; then
+if grep -q '^  grpo ' <<<"$commands"; then
   if ! skip_stage grpo; then
     # The verifiable reward alone (1 when the reply contains the prompt's capital) gives the tiny model no
     # signal: it names no capital right, so every group's rewards are equal and every advantage is 0. The
