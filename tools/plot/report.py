@@ -390,6 +390,10 @@ def main():
     kinds = parse_pairs(a.kind, "kind")
     entropies = parse_pairs(a.unigram_entropy, "unigram-entropy", float)
     runs = [Run(p, kinds.get(os.path.normpath(p)), entropies.get(os.path.normpath(p))) for p in a.runs]
+    names = [r.name for r in runs]
+    for r in runs:  # runs/a/pretrain and runs/b/pretrain: named a/pretrain and b/pretrain
+        if names.count(r.name) > 1:
+            r.name = "/".join(os.path.normpath(r.path).split(os.sep)[-2:])
     try:
         import matplotlib
         matplotlib.use("Agg")
