@@ -9,6 +9,10 @@
 #include <gtest/gtest.h>
 #include <torch/torch.h>
 
+#include <functional>
+#include <stdexcept>
+#include <string>
+
 namespace rg::comm {
 namespace {
 
@@ -57,6 +61,41 @@ TEST(Communicator, ScalarsAndIdentity) {
   EXPECT_LT(comm().local_rank(), comm().local_size());
   EXPECT_EQ(comm().backend(), launched_by_mpi() ? "mpi" : "single");
   comm().barrier();
+}
+
+// The argument checks live in the Communicator base, so every backend refuses the same calls — the
+// single process too, where the collectives are copies that would otherwise broadcast a 1-element input
+// over a larger output or accept a wrong dtype. Every rank makes the same bad call and throws before any
+// message is sent, so nothing hangs.
+TEST(Communicator, EveryBackendRefusesMismatchedArguments) {
+  const int n = comm().world_size();
+  auto refused = [](const std::function<void()>& call, const std::string& words) {
+    try {
+      call();
+      ADD_FAILURE() << "accepted; expected an error mentioning '" << words << "'";
+    } catch (const std::invalid_argument& e) {
+      EXPECT_NE(std::string(e.what()).find(words), std::string::npos) << e.what();
+    }
+  };
+  torch::Tensor out1 = torch::zeros({1}), out3 = torch::zeros({3});
+  refused([&] { comm().reduce_scatter_sum(torch::ones({1}), out3); }, "reduce_scatter_sum: input has 1 elements");
+  refused([&] { comm().reduce_scatter_sum(torch::ones({3 * n + 1}), out3); }, "expected world_size");
+  refused([&] { comm().all_gather(torch::ones({3}), out1); }, "all_gather: output has 1 elements");
+  torch::Tensor out_double = torch::zeros({3 * n}, torch::kDouble);
+  refused([&] { comm().all_gather(torch::ones({3}), out_double); }, "share dtype and device");
+  refused([&] { comm().reduce_scatter_sum(torch::ones({3 * n}, torch::kDouble), out3); }, "share dtype and device");
+  torch::Tensor strided = torch::ones({4, 3}).t();
+  refused([&] { comm().all_reduce_sum(strided); }, "all_reduce_sum: tensor must be contiguous");
+  refused([&] { comm().all_gather(torch::ones({3, 2}).t(), out_double); }, "all_gather: input must be contiguous");
+  torch::Tensor undefined;
+  refused([&] { comm().all_reduce_sum(undefined); }, "undefined tensor");
+  torch::Tensor t = torch::ones({2});
+  refused([&] { comm().broadcast(t, n); }, "broadcast: root");
+  refused([&] { comm().broadcast(t, -1); }, "is not a rank");
+  // The right call still works after the refusals (no rank was left inside a collective).
+  torch::Tensor gathered = torch::zeros({3 * n});
+  comm().all_gather(torch::full({3}, 1.0 + comm().rank()), gathered);
+  EXPECT_EQ(gathered.sum().item<double>(), 3.0 * n * (n + 1) / 2);
 }
 
 // train.comm: the choice as a table over every request, device, launch and build. Pure, so the same on

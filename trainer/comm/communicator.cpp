@@ -1,4 +1,5 @@
-// Backend selection for make_communicator(): choose_backend() decides, the factories build.
+// The collectives' argument checks, shared by every backend, and the backend selection for
+// make_communicator(): choose_backend() decides, the factories build.
 #include "trainer/comm/backend.h"
 #include "trainer/comm/communicator.h"
 
@@ -14,6 +15,58 @@ std::unique_ptr<Communicator> make_mpi();
 #ifdef RG_HAVE_NCCL
 std::unique_ptr<Communicator> make_nccl();
 #endif
+
+namespace {
+
+void require_contiguous(const torch::Tensor& t, const char* call, const char* what) {
+  if (!t.defined()) throw std::invalid_argument(std::string(call) + ": " + what + " is an undefined tensor");
+  if (!t.is_contiguous()) throw std::invalid_argument(std::string(call) + ": " + what + " must be contiguous");
+}
+
+// input and output of a reduce-scatter or all-gather: contiguous, one dtype, one device, and `big` holding
+// world_size times the elements of `small`.
+void require_scatter_pair(const torch::Tensor& big, const char* big_name, const torch::Tensor& small,
+                          const char* small_name, int world_size, const char* call) {
+  require_contiguous(big, call, big_name);
+  require_contiguous(small, call, small_name);
+  if (big.scalar_type() != small.scalar_type() || big.device() != small.device()) {
+    throw std::invalid_argument(std::string(call) + ": input and output must share dtype and device, got " +
+                                std::string(c10::toString(big.scalar_type())) + " on " + big.device().str() +
+                                " and " + std::string(c10::toString(small.scalar_type())) + " on " +
+                                small.device().str());
+  }
+  if (big.numel() != small.numel() * world_size) {
+    throw std::invalid_argument(std::string(call) + ": " + big_name + " has " + std::to_string(big.numel()) +
+                                " elements, expected world_size (" + std::to_string(world_size) + ") x " +
+                                small_name + "'s " + std::to_string(small.numel()));
+  }
+}
+
+}  // namespace
+
+void Communicator::all_reduce_sum(torch::Tensor& tensor) {
+  require_contiguous(tensor, "all_reduce_sum", "tensor");
+  do_all_reduce_sum(tensor);
+}
+
+void Communicator::reduce_scatter_sum(const torch::Tensor& input, torch::Tensor& output) {
+  require_scatter_pair(input, "input", output, "output", world_size(), "reduce_scatter_sum");
+  do_reduce_scatter_sum(input, output);
+}
+
+void Communicator::all_gather(const torch::Tensor& input, torch::Tensor& output) {
+  require_scatter_pair(output, "output", input, "input", world_size(), "all_gather");
+  do_all_gather(input, output);
+}
+
+void Communicator::broadcast(torch::Tensor& tensor, int root) {
+  require_contiguous(tensor, "broadcast", "tensor");
+  if (root < 0 || root >= world_size()) {
+    throw std::invalid_argument("broadcast: root " + std::to_string(root) + " is not a rank (world size " +
+                                std::to_string(world_size()) + ")");
+  }
+  do_broadcast(tensor, root);
+}
 
 bool launched_by_mpi() {
   for (const char* var : {"OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "PMIX_RANK", "MV2_COMM_WORLD_SIZE"}) {

@@ -72,33 +72,6 @@ class Mpi final : public Communicator {
   int local_rank() const override { return local_rank_; }
   int local_size() const override { return local_size_; }
 
-  void all_reduce_sum(torch::Tensor& t) override {
-    check_cpu_contiguous(t, "all_reduce_sum tensor");
-    MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t), MPI_SUM,
-                  MPI_COMM_WORLD);
-  }
-  void reduce_scatter_sum(const torch::Tensor& input, torch::Tensor& output) override {
-    check_cpu_contiguous(input, "reduce_scatter_sum input");
-    check_cpu_contiguous(output, "reduce_scatter_sum output");
-    if (input.numel() != output.numel() * world_) {
-      throw std::invalid_argument("reduce_scatter_sum: input numel must be world_size * output numel");
-    }
-    MPI_Reduce_scatter_block(input.data_ptr(), output.data_ptr(), static_cast<int>(output.numel()),
-                             mpi_type(input), MPI_SUM, MPI_COMM_WORLD);
-  }
-  void all_gather(const torch::Tensor& input, torch::Tensor& output) override {
-    check_cpu_contiguous(input, "all_gather input");
-    check_cpu_contiguous(output, "all_gather output");
-    if (output.numel() != input.numel() * world_) {
-      throw std::invalid_argument("all_gather: output numel must be world_size * input numel");
-    }
-    MPI_Allgather(input.data_ptr(), static_cast<int>(input.numel()), mpi_type(input), output.data_ptr(),
-                  static_cast<int>(input.numel()), mpi_type(output), MPI_COMM_WORLD);
-  }
-  void broadcast(torch::Tensor& t, int root) override {
-    check_cpu_contiguous(t, "broadcast tensor");
-    MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel() * t.element_size()), MPI_BYTE, root, MPI_COMM_WORLD);
-  }
   void barrier() override { MPI_Barrier(MPI_COMM_WORLD); }
   double all_reduce_scalar(double value, bool max) override {
     double out = 0;
@@ -108,6 +81,28 @@ class Mpi final : public Communicator {
   [[noreturn]] void abort(int code) override {
     MPI_Abort(MPI_COMM_WORLD, code);
     std::_Exit(code);
+  }
+
+ protected:
+  // Sizes, dtypes, contiguity and the root are checked in Communicator; here only what MPI can move.
+  void do_all_reduce_sum(torch::Tensor& t) override {
+    check_cpu_contiguous(t, "all_reduce_sum tensor");
+    MPI_Allreduce(MPI_IN_PLACE, t.data_ptr(), static_cast<int>(t.numel()), mpi_type(t), MPI_SUM,
+                  MPI_COMM_WORLD);
+  }
+  void do_reduce_scatter_sum(const torch::Tensor& input, torch::Tensor& output) override {
+    check_cpu_contiguous(input, "reduce_scatter_sum input");
+    MPI_Reduce_scatter_block(input.data_ptr(), output.data_ptr(), static_cast<int>(output.numel()),
+                             mpi_type(input), MPI_SUM, MPI_COMM_WORLD);
+  }
+  void do_all_gather(const torch::Tensor& input, torch::Tensor& output) override {
+    check_cpu_contiguous(input, "all_gather input");
+    MPI_Allgather(input.data_ptr(), static_cast<int>(input.numel()), mpi_type(input), output.data_ptr(),
+                  static_cast<int>(input.numel()), mpi_type(output), MPI_COMM_WORLD);
+  }
+  void do_broadcast(torch::Tensor& t, int root) override {
+    check_cpu_contiguous(t, "broadcast tensor");
+    MPI_Bcast(t.data_ptr(), static_cast<int>(t.numel() * t.element_size()), MPI_BYTE, root, MPI_COMM_WORLD);
   }
 
  private:

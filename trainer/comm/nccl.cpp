@@ -78,35 +78,6 @@ class Nccl final : public Communicator {
   int local_rank() const override { return mpi_->local_rank(); }
   int local_size() const override { return mpi_->local_size(); }
 
-  void all_reduce_sum(torch::Tensor& t) override {
-    check(t, "all_reduce_sum tensor");
-    check_nccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), ncclSum, comm_, stream()),
-               "all_reduce");
-  }
-  void reduce_scatter_sum(const torch::Tensor& input, torch::Tensor& output) override {
-    check(input, "reduce_scatter_sum input");
-    check(output, "reduce_scatter_sum output");
-    if (input.numel() != output.numel() * world_size() || input.scalar_type() != output.scalar_type()) {
-      throw std::invalid_argument("reduce_scatter_sum: input must be world_size * output numel, same dtype");
-    }
-    check_nccl(ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), nccl_type(input), ncclSum,
-                                 comm_, stream()),
-               "reduce_scatter");
-  }
-  void all_gather(const torch::Tensor& input, torch::Tensor& output) override {
-    check(input, "all_gather input");
-    check(output, "all_gather output");
-    if (output.numel() != input.numel() * world_size() || input.scalar_type() != output.scalar_type()) {
-      throw std::invalid_argument("all_gather: output must be world_size * input numel, same dtype");
-    }
-    check_nccl(ncclAllGather(input.data_ptr(), output.data_ptr(), input.numel(), nccl_type(input), comm_, stream()),
-               "all_gather");
-  }
-  void broadcast(torch::Tensor& t, int root) override {
-    check(t, "broadcast tensor");
-    check_nccl(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), root, comm_, stream()),
-               "broadcast");
-  }
   void barrier() override {
     check_cuda(cudaStreamSynchronize(stream()), "stream synchronize");
     mpi_->barrier();
@@ -116,6 +87,30 @@ class Nccl final : public Communicator {
     if (comm_) ncclCommAbort(comm_);
     comm_ = nullptr;
     mpi_->abort(code);
+  }
+
+ protected:
+  // Sizes, dtypes, contiguity and the root are checked in Communicator; here only what NCCL can move.
+  void do_all_reduce_sum(torch::Tensor& t) override {
+    check(t, "all_reduce_sum tensor");
+    check_nccl(ncclAllReduce(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), ncclSum, comm_, stream()),
+               "all_reduce");
+  }
+  void do_reduce_scatter_sum(const torch::Tensor& input, torch::Tensor& output) override {
+    check(input, "reduce_scatter_sum input");
+    check_nccl(ncclReduceScatter(input.data_ptr(), output.data_ptr(), output.numel(), nccl_type(input), ncclSum,
+                                 comm_, stream()),
+               "reduce_scatter");
+  }
+  void do_all_gather(const torch::Tensor& input, torch::Tensor& output) override {
+    check(input, "all_gather input");
+    check_nccl(ncclAllGather(input.data_ptr(), output.data_ptr(), input.numel(), nccl_type(input), comm_, stream()),
+               "all_gather");
+  }
+  void do_broadcast(torch::Tensor& t, int root) override {
+    check(t, "broadcast tensor");
+    check_nccl(ncclBroadcast(t.data_ptr(), t.data_ptr(), t.numel(), nccl_type(t), root, comm_, stream()),
+               "broadcast");
   }
 
  private:
