@@ -345,24 +345,56 @@ void Options::fail(const std::string& key, const std::string& message) const {
   throw ConfigError((loc == "default" ? std::string("default value") : loc) + ": " + key + ": " + message);
 }
 
+// What parse() carries from one stage to the next: the values stored so far (command line first, then the
+// files from the last to the first; Boost keeps the first value stored for a key).
+struct Options::ParseState {
+  po::parsed_options cmdline{nullptr};
+  po::variables_map vm;
+};
+
 bool Options::parse(int argc, const char* const* argv) {
+  ParseState state;
+  read_command_line(argc, argv, state);
+  if (state.vm.count("help")) {
+    std::cout << help();
+    return false;
+  }
+  for (const auto& o : state.cmdline.options) {
+    if (o.string_key != "config" && !o.string_key.empty()) source_.emplace(o.string_key, "command line");
+  }
+  std::vector<std::string> files;
+  if (state.vm.count("config")) files = state.vm["config"].as<std::vector<std::string>>();
+  read_config_files(files, state);
+  try {
+    po::notify(state.vm);
+  } catch (const po::error& e) {
+    throw ConfigError(std::string("configuration: ") + printable(e.what()));
+  }
+  check_numbers(state);
+  check_required();
+  run_checks();
+  return true;
+}
+
+std::string Options::did_you_mean(const std::string& key) const {
   std::vector<std::string> known;
   for (const auto& e : entries_) known.push_back(e->key);
-  auto hint = [&](const std::string& key) {
-    const std::string c = closest_key(key, known);
-    return c.empty() ? std::string() : " (did you mean '" + c + "'?)";
-  };
+  const std::string c = closest_key(key, known);
+  return c.empty() ? std::string() : " (did you mean '" + c + "'?)";
+}
 
-  // 1. The command line (also yields the list of config files).
-  po::parsed_options cmdline(desc_.get());
+// 1. The command line: parsed (unknown options and empty values refused), a key given twice keeping the
+// later value, no positional arguments, then stored (a bad value names its key).
+void Options::read_command_line(int argc, const char* const* argv, ParseState& state) const {
+  po::parsed_options& cmdline = state.cmdline;
   try {
     cmdline = po::command_line_parser(argc, argv).options(*desc_).run();  // skips argv[0] itself
   } catch (const po::unknown_option& e) {
     std::string name = e.get_option_name();
     name.erase(0, name.find_first_not_of('-'));
     name = name.substr(0, name.find('='));  // Boost reports "--key=value" whole
-    throw ConfigError("command line: unknown option '--" + printable(name) + "'" + hint(name) + "; see " + command_ +
-                      " --help");
+    throw ConfigError("command line: unknown option '--" + printable(name) + "'" + did_you_mean(name) + "; see " +
+                      command_ + " --help");
   } catch (const po::invalid_command_line_syntax& e) {
     // "--key=" or a trailing "--key": say which key and what it expects, like any other bad value.
     std::string key = e.get_option_name();
@@ -394,9 +426,8 @@ bool Options::parse(int argc, const char* const* argv) {
                         " --help");
     }
   }
-  po::variables_map vm;
   try {
-    po::store(cmdline, vm);
+    po::store(cmdline, state.vm);
   } catch (const po::error& e) {
     std::string key = "";
     if (auto* v = dynamic_cast<const po::error_with_option_name*>(&e)) key = v->get_option_name();
@@ -410,18 +441,13 @@ bool Options::parse(int argc, const char* const* argv) {
                       (it != by_key_.end() ? "expected " + it->second->type + ", got '" + printable(got) + "'"
                                            : printable(e.what())));
   }
-  if (vm.count("help")) {
-    std::cout << help();
-    return false;
-  }
-  for (const auto& o : cmdline.options) {
-    if (o.string_key != "config" && !o.string_key.empty()) source_.emplace(o.string_key, "command line");
-  }
-  std::vector<std::string> files;
-  if (vm.count("config")) files = vm["config"].as<std::vector<std::string>>();
+}
 
-  // 2. Config files: parse each to catch unknown keys with their line, then store from the last file to
-  // the first so that later files win (Boost keeps the first value stored).
+// 2. Config files: each parsed to catch unknown keys with their line, then stored from the last file to the
+// first so that later files win (Boost keeps the first value stored); the command line, stored first,
+// wins over all of them.
+void Options::read_config_files(const std::vector<std::string>& files, ParseState& state) {
+  po::variables_map& vm = state.vm;
   std::vector<std::pair<std::string, po::parsed_options>> parsed;
   std::set<std::string> lists;
   for (const auto& e : entries_) {
@@ -439,7 +465,7 @@ bool Options::parse(int argc, const char* const* argv) {
     for (const auto& o : parsed.back().second.options) {
       if (o.unregistered || o.string_key == "config" || o.string_key == "help") {
         throw ConfigError(located(path, o.string_key) + ": unknown key '" + printable(o.string_key) + "'" +
-                          hint(o.string_key));
+                          did_you_mean(o.string_key));
       }
     }
   }
@@ -462,14 +488,12 @@ bool Options::parse(int argc, const char* const* argv) {
     }
     for (const auto& o : opts.options) source_.emplace(o.string_key, located(path, o.string_key));
   }
-  try {
-    po::notify(vm);
-  } catch (const po::error& e) {
-    throw ConfigError(std::string("configuration: ") + printable(e.what()));
-  }
+}
 
-  // Numbers: the whole text must be one number of the option's kind, inside its range. The message
-  // quotes the text as given (not a wrapped or rounded value) and where it came from.
+// 3. Numbers: the whole text must be one number of the option's kind, inside its range. The message quotes
+// the text as given (not a wrapped or rounded value) and where it came from.
+void Options::check_numbers(const ParseState& state) {
+  const po::variables_map& vm = state.vm;
   for (const auto& e : entries_) {
     if (e->kind == Entry::Kind::kOther || !vm.count(e->key)) continue;
     const bool integer = e->kind == Entry::Kind::kInteger;
@@ -519,7 +543,10 @@ bool Options::parse(int argc, const char* const* argv) {
     }
   }
 
-  // 3. Required keys, then the sections' own checks.
+}
+
+// 4. Required keys.
+void Options::check_required() const {
   for (const auto& e : entries_) {
     if (e->required && !given(e->key)) {
       const auto dot = e->key.find('.');
@@ -531,6 +558,10 @@ bool Options::parse(int argc, const char* const* argv) {
                         (in_file.empty() ? " (" : " ") + "--" + e->key + "=...)");
     }
   }
+}
+
+// 5. The sections' own checks (on_parsed hooks), in registration order.
+void Options::run_checks() const {
   for (const auto& hook : hooks_) {
     try {
       hook();
@@ -542,7 +573,6 @@ bool Options::parse(int argc, const char* const* argv) {
       throw ConfigError(msg);
     }
   }
-  return true;
 }
 
 std::string Options::effective() const {

@@ -76,7 +76,16 @@ class Options {
 
  private:
   struct Entry;
+  struct ParseState;
   Entry& register_entry(const std::string& key, const std::string& help, const std::string& type);
+  // parse()'s stages, in order.
+  void read_command_line(int argc, const char* const* argv, ParseState& state) const;
+  void read_config_files(const std::vector<std::string>& files, ParseState& state);
+  void check_numbers(const ParseState& state);
+  void check_required() const;
+  void run_checks() const;
+  std::string did_you_mean(const std::string& key) const;  // " (did you mean 'k'?)" or ""
+
   std::string command_, summary_;
   std::unique_ptr<boost::program_options::options_description> desc_;
   std::vector<std::unique_ptr<Entry>> entries_;
