@@ -183,9 +183,9 @@ torch::Tensor AttentionBlockImpl::step_in_place(const torch::Tensor& x, const to
   const int64_t B = x.size(0), H = o_.num_heads, G = o_.num_kv_heads, hd = o_.head_dim;
   const torch::Tensor xs = x.reshape({B, o_.width});
   const torch::Tensor p = segment_pos.reshape({B});
-  const torch::Tensor q = rope_one_token(q_proj(xs).view({B, H, hd}), p);
-  const torch::Tensor k = rope_one_token(k_proj(xs).view({B, G, hd}), p);
-  const torch::Tensor v = v_proj(xs).view({B, G, hd});
+  const torch::Tensor q = rope_one_token(kernels::linear_rows(xs, q_proj->weight, {}).view({B, H, hd}), p);
+  const torch::Tensor k = rope_one_token(kernels::linear_rows(xs, k_proj->weight, {}).view({B, G, hd}), p);
+  const torch::Tensor v = kernels::linear_rows(xs, v_proj->weight, {}).view({B, G, hd});
   s.positions.masked_fill_((p == 0).unsqueeze(1), -1);  // a new document forgets the old one
   const int64_t S = s.used();
   const torch::Tensor pos = s.positions.narrow(1, 0, S);                 // (B, S)
@@ -211,7 +211,7 @@ torch::Tensor AttentionBlockImpl::step_in_place(const torch::Tensor& x, const to
     s.keys.select(1, S).copy_(k), s.values.select(1, S).copy_(v), s.positions.select(1, S).copy_(p);
     s.length = S + 1;
   }
-  return o_proj(out.reshape({B, 1, H * hd}));
+  return kernels::linear_rows(out.reshape({B, H * hd}), o_proj->weight, o_proj->bias).view({B, 1, o_.width});
 }
 
 // ---- recurrent ----------------------------------------------------------------------------------------------
@@ -269,7 +269,8 @@ torch::Tensor RecurrentBlockImpl::step(const torch::Tensor& x, const torch::Tens
   if (fused_decode && kernels::decode_kernels_apply(x)) {
     const int64_t B = x.size(0);
     const torch::Tensor xs = x.reshape({B, width_});
-    const torch::Tensor y_pre = linear_y(xs), u = linear_x(xs);  // (B, L)
+    const torch::Tensor y_pre = kernels::linear_rows(xs, linear_y->weight, linear_y->bias);  // (B, L)
+    const torch::Tensor u = kernels::linear_rows(xs, linear_x->weight, linear_x->bias);
     if (!s.conv.is_contiguous()) s.conv = s.conv.contiguous();
     if (!s.lru.is_contiguous()) s.lru = s.lru.contiguous();
     const kernels::RecurrentStepParams p{conv_1d->weight, conv_1d->bias, rg_lru->input_gate_weight,
@@ -277,7 +278,7 @@ torch::Tensor RecurrentBlockImpl::step(const torch::Tensor& x, const torch::Tens
                                          rg_lru->recurrent_gate_bias, rg_lru->recurrent_param};
     const torch::Tensor r = kernels::recurrent_step_(u.contiguous(), y_pre.contiguous(), segment_pos.reshape({B}) == 0,
                                                      s.conv, s.lru, p);
-    return linear_out(r).view({B, 1, width_});
+    return kernels::linear_rows(r, linear_out->weight, linear_out->bias).view({B, 1, width_});
   }
   const torch::Tensor keep = (segment_pos != 0).unsqueeze(-1).to(x.scalar_type());  // (B, 1, 1)
   const torch::Tensor prev = s.conv * keep;  // a new document sees no earlier conv inputs
@@ -347,7 +348,12 @@ torch::Tensor ResidualBlockImpl::step(const torch::Tensor& x, const torch::Tenso
   const torch::Tensor temporal = recurrent ? recurrent->step(normed, segment_pos, state.recurrent)
                                            : attention->step(normed, segment_pos, state.attention);
   const torch::Tensor residual = x + temporal;
-  return residual + mlp_block(norm(channel_pre_norm, residual));
+  if (!fused) return residual + mlp_block(channel_pre_norm(residual));
+  const torch::Tensor h = norm(channel_pre_norm, residual).view({B, W});
+  const MLPBlockImpl& m = *mlp_block;
+  const torch::Tensor gate = gelu_tanh(kernels::linear_rows(h, m.gate_proj->weight, m.gate_proj->bias));
+  const torch::Tensor hidden = gate * kernels::linear_rows(h, m.up_proj->weight, m.up_proj->bias);
+  return residual + kernels::linear_rows(hidden, m.down_proj->weight, m.down_proj->bias).view({B, 1, W});
 }
 
 }  // namespace rg

@@ -180,12 +180,20 @@ ModelConfig ModelConfig::preset(const std::string& name) {
     c.embed_scale_bf16 = false;  // HF Gemma multiplies by sqrt(W) in the activation dtype
     return c;
   }
+  if (name == "gemma-100m") {  // the baseline at recurrentgemma-100m's size (Figure 1): mlp_hidden matches it
+    c.vocab_size = 32000; c.width = 768; c.depth = 12; c.num_heads = 12; c.num_kv_heads = 1;
+    c.head_dim = 64; c.lru_width = 0; c.mlp_hidden = 2480; c.attention_window = 0;
+    c.block_pattern = {BlockType::kAttention}; c.logits_soft_cap = 0.0; c.rope_fraction = 1.0;
+    c.use_bias = false;
+    c.embed_scale_bf16 = false;
+    return c;
+  }
   throw std::invalid_argument("unknown model preset '" + name + "' (known: tiny, recurrentgemma-100m, "
-                              "recurrentgemma-2b, recurrentgemma-9b, gemma-2b)");
+                              "recurrentgemma-2b, recurrentgemma-9b, gemma-2b, gemma-100m)");
 }
 
 std::vector<std::string> ModelConfig::preset_names() {
-  return {"tiny", "recurrentgemma-100m", "recurrentgemma-2b", "recurrentgemma-9b", "gemma-2b"};
+  return {"tiny", "recurrentgemma-100m", "recurrentgemma-2b", "recurrentgemma-9b", "gemma-2b", "gemma-100m"};
 }
 
 ParameterCount count_parameters(const ModelConfig& c) {

@@ -49,9 +49,12 @@ torch::Tensor GriffinImpl::embed(const torch::Tensor& tokens) {
 }
 
 torch::Tensor GriffinImpl::logits(const torch::Tensor& hidden) {
-  torch::Tensor out = torch::nn::functional::linear(hidden, embed_tokens->weight);  // (..., V)
+  return soft_cap(torch::nn::functional::linear(hidden, embed_tokens->weight));  // (..., V)
+}
+
+torch::Tensor GriffinImpl::soft_cap(const torch::Tensor& logits) const {
   const double cap = config_.logits_soft_cap;
-  return cap > 0 ? torch::tanh(out / cap) * cap : out;
+  return cap > 0 ? torch::tanh(logits / cap) * cap : logits;
 }
 
 torch::Tensor GriffinImpl::hidden(const torch::Tensor& tokens, const torch::Tensor& segment_pos, SamplingState* state) {
@@ -88,10 +91,9 @@ torch::Tensor GriffinImpl::step(const torch::Tensor& tokens, const torch::Tensor
   torch::Tensor x = embed(tokens.view({-1, 1}));        // (B, 1, W)
   for (size_t i = 0; i < blocks.size(); ++i) x = blocks[i]->step(x, pos, state.blocks[i]);
   const int64_t B = x.size(0), W = x.size(2);
-  const torch::Tensor h = fused_decode_ && kernels::decode_kernels_apply(x)
-                              ? kernels::rms_norm_rows(x.reshape({B, W}).contiguous(), final_norm->weight, final_norm->eps())
-                              : final_norm(x).squeeze(1);  // (B, W)
-  return logits(h);  // (B, V)
+  if (!(fused_decode_ && kernels::decode_kernels_apply(x))) return logits(final_norm(x).squeeze(1));  // (B, V)
+  const torch::Tensor h = kernels::rms_norm_rows(x.reshape({B, W}).contiguous(), final_norm->weight, final_norm->eps());
+  return soft_cap(kernels::linear_rows(h, embed_tokens->weight, {}));  // (B, V)
 }
 
 }  // namespace rg

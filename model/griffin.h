@@ -62,6 +62,7 @@ class GriffinImpl : public torch::nn::Module {
 
  private:
   torch::Tensor embed(const torch::Tensor& tokens);
+  torch::Tensor soft_cap(const torch::Tensor& logits) const;  // cap * tanh(logits / cap), or as is
   ModelConfig config_;
   bool fused_decode_ = true;
   BlockRunner block_runner_;

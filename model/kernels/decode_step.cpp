@@ -174,6 +174,19 @@ at::Tensor recurrent_step_(const at::Tensor& u, const at::Tensor& y_pre, const a
   return out;
 }
 
+at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+  const int64_t B = x.size(0);
+  if (x.dim() != 2 || x.scalar_type() != at::kFloat || B > kRowsForGemv || !x.device().is_cpu()) {
+    return at::linear(x, weight, bias);
+  }
+  at::Tensor out = bias.defined() ? bias.unsqueeze(0).repeat({B, 1}) : at::zeros({B, weight.size(0)}, x.options());
+  for (int64_t b = 0; b < B; ++b) {
+    at::Tensor row = out.select(0, b);
+    row.addmv_(weight, x.select(0, b));
+  }
+  return out;
+}
+
 at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps) {
   require_decode(x.dim() == 2 && x.is_contiguous() && weight.numel() == x.size(1) &&
                      weight.scalar_type() == x.scalar_type(),
