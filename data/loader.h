@@ -15,6 +15,8 @@
 
 #include "data/dataset.h"
 
+#include <nlohmann/json.hpp>
+
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -31,8 +33,16 @@ struct Batch {                       // one micro-batch, row-major (rows, seq)
                                      // token inside a document; SFT: model-turn content + <end_of_turn>)
 };
 
+// Samples and tokens (samples x seq_len) one source has served up to the cursor, all ranks together.
+struct SourceUsage {
+  std::string name;  // "" for a dataset that is not a mixture
+  double weight = 1;
+  uint64_t samples = 0;
+  int64_t tokens = 0;
+};
+
 struct LoaderOptions {
-  std::string path;               // a text or chat dataset written by `rgemma prepare`
+  std::string path;               // data.train: a dataset, shards, or a weighted mixture (data/sources.h)
   int rank = 0, world_size = 1;
   int64_t seq_len = 0, micro_batch = 0;
   uint64_t seed = 0;              // document order of epoch e is a permutation seeded by (seed, e)
@@ -53,10 +63,22 @@ class Loader {
   uint64_t cursor() const;       // global samples consumed so far (same value on every rank)
   void seek(uint64_t cursor);    // resume: the next next() starts at global sample `cursor`
 
+  // Mixtures: global sample g is drawn from source k with probability weight_k / sum of weights (a hash of
+  // (seed, stage, g), so every rank and world size agrees), and is that source's next sample. The position for
+  // a checkpoint: {"cursor", "sources": {name: samples}, "weights": {name: w}, "stage": {"start", "index",
+  // "base": {name: samples}}}. restore() of a state from the same mixture is seek(cursor) (exact at any world
+  // size); from another one (data.train changed) it starts a new stage at the saved cursor in which each source
+  // continues from the samples it had served (0 for a new one). Returns a line describing a switch, else "".
+  nlohmann::json state() const;
+  std::string restore(const nlohmann::json& state);
+  std::vector<SourceUsage> usage() const;  // per source, at the cursor
+  uint64_t stage() const;                  // 0, +1 at each switch of mixture on restore()
+
   int64_t vocab_size() const;
   std::string tokenizer_id() const;
   const DatasetInfo& info() const;
-  int64_t samples_per_epoch() const;  // packed: floor(split tokens / seq_len); unpacked: documents
+  int64_t samples_per_epoch() const;  // packed: floor(split tokens / seq_len); unpacked: documents (mixtures:
+                                      // summed over the sources, so epoch() is approximate there)
   uint64_t epoch() const { return cursor() / static_cast<uint64_t>(samples_per_epoch()); }
 
   // The rows of global samples [first, first + count), read on the caller's thread (what the prefetch

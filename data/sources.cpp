@@ -166,9 +166,6 @@ std::string source_path(const SourceSpec& source) {
 
 // ---------------------------------------------------------------------------------------------- reader
 
-namespace {
-
-// The second shard must be read with the first's tokenizer, kind and special ids.
 void check_same_dataset(const DatasetInfo& first, const DatasetInfo& other) {
   auto differ = [&](const std::string& what, const std::string& a, const std::string& b) {
     throw BadDataFile(other.path + ": " + what + " " + b + " differs from " + a + " of " + first.path +
@@ -185,6 +182,8 @@ void check_same_dataset(const DatasetInfo& first, const DatasetInfo& other) {
     differ("special ids", "those", "(pad/eos/bos/unk/turn ids)");
   }
 }
+
+namespace {
 
 void check_not_empty(const DatasetInfo& info) {
   if (info.train.sequences == 0) {

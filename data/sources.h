@@ -53,6 +53,10 @@ class ShardedReader {
   std::unique_ptr<Impl> impl_;
 };
 
+// Throws BadDataFile naming other.path when `other` cannot be read beside `first` (another kind, tokenizer,
+// vocabulary or special ids).
+void check_same_dataset(const DatasetInfo& first, const DatasetInfo& other);
+
 // Every source's shards checked together: ShardedReader's checks, and across sources the same tokenizer,
 // vocabulary and kind (one model reads them all). Returns the first shard's info with the counts summed over
 // every shard of every source and `path` set to the spec: what a trainer checks against its model.

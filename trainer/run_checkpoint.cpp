@@ -36,7 +36,9 @@ std::string RunCheckpoint::save(TrainerState state, uint64_t cursor) {
   }
   state.world_size = comm_.world_size();
   state.schedule = schedule_.to_json();
-  state.data_cursor = {{"cursor", cursor}};
+  // The loader may add its own position fields (a mixture's per-source counts); the cursor is always this one.
+  if (!state.data_cursor.is_object()) state.data_cursor = nlohmann::json::object();
+  state.data_cursor["cursor"] = cursor;
   const int rank = comm_.rank();
   return writer_.save(state.step, [&](const std::string& dir) {
     optimizer_.save_state(dir);                           // optimizer

@@ -16,6 +16,7 @@
 
 #include "data/dataset.h"
 #include "data/loader.h"
+#include "data/sources.h"
 #include "model/io/hf_config.h"
 #include "model/config.h"
 #include "model/pretrained.h"
@@ -66,7 +67,7 @@ MicroBatch to_device(const data::Batch& b, const torch::Device& device) {
 // The data set's kind, vocabulary, tokenizer, special ids and split sizes against the run, before any work
 // (TrainSetupError, exit 2). Returns what it read.
 data::DatasetInfo check_training_data(Task task, const TrainConfig& c, int64_t model_vocab_size) {
-  const data::DatasetInfo info = data::read_dataset_info(c.data.train);
+  const data::DatasetInfo info = data::read_sources_info(c.data.train);  // a file, shards or a mixture
   const auto want_kind = task == Task::kPretrain ? data::DatasetKind::kText : data::DatasetKind::kChat;
   if (info.kind != want_kind) {
     throw TrainSetupError("data.train: " + c.data.train + " is a " + data::kind_name(info.kind) + " dataset; rgemma " +
@@ -147,6 +148,8 @@ struct Run {
   const fs::path out;
   Griffin model{nullptr};
   std::unique_ptr<data::Loader> loader, validation;  // validation: null when the split is empty
+  // Mixtures: one validation loader per source whose split fills a row (val_loss/<name>); val_loss pools them.
+  std::vector<std::pair<std::string, std::unique_ptr<data::Loader>>> source_validation;
   std::unique_ptr<ZeroOptimizer> optimizer;
   std::unique_ptr<RunCheckpoint> checkpoint;
   std::unique_ptr<MetricsWriter> metrics;  // rank 0 only
@@ -180,10 +183,18 @@ void open_data(Run& run) {
   lo.pack = c.data.pack;
   run.loader = std::make_unique<data::Loader>(lo);
   // Opened once here (the split was checked to fill a row), so an evaluation cannot fail on its size late.
-  if (run.plan.data_info.validation.sequences > 0) {
-    data::LoaderOptions vo = lo;
-    vo.split = "validation", vo.shuffle = false, vo.prefetch = 0;
-    run.validation = std::make_unique<data::Loader>(vo);
+  data::LoaderOptions vo = lo;
+  vo.split = "validation", vo.shuffle = false, vo.prefetch = 0;
+  const std::vector<data::SourceSpec> sources = data::parse_sources(c.data.train);
+  if (sources.front().name.empty()) {
+    if (run.plan.data_info.validation.sequences > 0) run.validation = std::make_unique<data::Loader>(vo);
+    return;
+  }
+  for (const auto& source : sources) {
+    const data::DatasetInfo info = data::read_sources_info(data::source_path(source));
+    if (info.validation.tokens < (c.data.pack ? c.data.seq_len : 1)) continue;
+    vo.path = data::source_path(source);
+    run.source_validation.emplace_back(source.name, std::make_unique<data::Loader>(vo));
   }
 }
 
@@ -197,13 +208,14 @@ void resume(Run& run) {
   }
   if (!r) return;
   run.state = r->state;
-  run.loader->seek(r->cursor);
+  const std::string data_note = run.loader->restore(r->state.data_cursor);  // a mixture: each source's count
   std::ostringstream s;
   s << "resumed from " << r->dir << " at step " << run.state.step << " (" << run.state.tokens << " tokens)";
   if (run.state.world_size != run.comm.world_size()) {
     s << "; resharded from " << run.state.world_size << " to " << run.comm.world_size() << " ranks";
   }
   if (!r->schedule_changes.empty()) s << "; schedule changed: " << r->schedule_changes;
+  if (!data_note.empty()) s << "; " << data_note;
   run.say(s.str());
 }
 
@@ -256,8 +268,8 @@ std::unique_ptr<Run> set_up_run(Task task, const TrainConfig& c, const ModelConf
 
 // Validation loss (summed masked CE / supervised targets) over the same first batches every time, all ranks;
 // nullopt when no validation target is supervised. Collective.
-std::optional<double> validation_loss(Run& run, bool progress_bar) {
-  data::Loader& val = *run.validation;
+std::optional<double> validation_loss(Run& run, data::Loader& val, bool progress_bar, double* sum = nullptr,
+                                      double* targets = nullptr) {
   val.seek(0);
   const int64_t per_pass = run.c.data.micro_batch * run.comm.world_size();
   const int64_t batches = std::max<int64_t>(1, std::min(run.c.train.eval_batches, val.samples_per_epoch() / per_pass));
@@ -272,16 +284,27 @@ std::optional<double> validation_loss(Run& run, bool progress_bar) {
   }
   run.model->train();
   loss = run.comm.all_reduce_scalar(loss), count = run.comm.all_reduce_scalar(count);
+  if (sum) *sum += loss, *targets += count;
   if (!(count > 0)) return std::nullopt;  // a loss of 0 would read as a perfect model
   return loss / count;
 }
 
 // Evaluates, prints and logs val_loss after update `step`; nothing without a validation split. Collective.
 void evaluate(Run& run, int64_t step) {
-  if (!run.validation) return;
+  if (!run.validation && run.source_validation.empty()) return;
   // The progress bar redraws itself: only on a terminal, not in a log file.
   const bool interactive = isatty(STDOUT_FILENO);
-  const std::optional<double> val_loss = validation_loss(run, interactive);
+  std::optional<double> val_loss;
+  nlohmann::json per_source = nlohmann::json::object();
+  if (run.validation) {
+    val_loss = validation_loss(run, *run.validation, interactive);
+  } else {  // a mixture: each source's loss, and val_loss over all their targets
+    double sum = 0, targets = 0;
+    for (auto& [name, loader] : run.source_validation) {
+      if (const auto l = validation_loss(run, *loader, interactive, &sum, &targets)) per_source["val_loss/" + name] = *l;
+    }
+    if (targets > 0) val_loss = sum / targets;
+  }
   const std::string cr = interactive ? "\r" : "";
   if (!val_loss) {
     run.say(cr + "eval step " + std::to_string(step) +
@@ -292,6 +315,12 @@ void evaluate(Run& run, int64_t step) {
     std::cout << cr << "eval step " << step << ": val_loss " << *val_loss << ", ppl " << std::exp(*val_loss)
               << (interactive ? "          " : "") << std::endl;
     run.metrics->write_eval(step, run.state.tokens, *val_loss);
+    if (!per_source.empty()) {
+      for (const auto& [key, v] : per_source.items()) std::cout << "  " << key << " " << v.get<double>();
+      std::cout << std::endl;
+      per_source["step"] = step;
+      run.metrics->write_json(per_source);
+    }
   }
 }
 
@@ -349,7 +378,11 @@ void record_step(Run& run, Progress& progress, int64_t step, double lr, const St
   m.tokens_per_s = progress.interval_tokens / std::max(dt, 1e-9);
   m.mfu = mfu(run.flops_per_token, progress.interval_tokens, dt, run.peak_flops);
   m.skipped_steps = run.state.skipped_steps;
-  run.metrics->write(m);
+  nlohmann::json line = to_json(m);
+  for (const auto& u : run.loader->usage()) {  // a mixture's tokens per source (and the stage it is in)
+    if (!u.name.empty()) line["data_tokens/" + u.name] = u.tokens, line["data_stage"] = run.loader->stage();
+  }
+  run.metrics->write_json(line);
   if (step % c.train.log_every == 0 || step == c.train.steps || step == progress.start_step + 1) {
     std::cout << format_step_line(m, c.train.steps, seconds_since(progress.run_start), progress.start_step) << std::endl;
     progress.interval_start = Clock::now(), progress.interval_tokens = 0;
@@ -357,6 +390,7 @@ void record_step(Run& run, Progress& progress, int64_t step, double lr, const St
 }
 
 void save_checkpoint(Run& run) {
+  run.state.data_cursor = run.loader->state();  // a mixture adds each source's count and the stage
   run.say("checkpoint: " + run.checkpoint->save(run.state, run.loader->cursor()));
 }
 

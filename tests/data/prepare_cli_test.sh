@@ -152,4 +152,17 @@ echo "not hdf5" > "$tmp/text.txt.h5"
 refuse train-not-hdf5 2 "$tmp/text.txt.h5: not an HDF5 file" -- "$rgemma" pretrain "${train[@]}" --data.train="$tmp/text.txt.h5"
 refuse train-fifo 2 "$tmp/pipe.jsonl: " -- "$rgemma" pretrain "${train[@]}" --data.train="$tmp/pipe.jsonl"
 refuse sft-preference 2 "preference dataset" -- "$rgemma" sft "${train[@]}" --data.train="$tmp/pref.h5"
+# Bounded memory: a 24 MiB text read as ONE document (--document file) on two threads. Before streaming it
+# took ~120 bytes of memory per input byte (~3 GiB here); now prepare holds a few 1 MiB blocks, the 256 KiB
+# work items in flight and one 64 KiB segment per thread on top of the process's ~170-200 MiB of libraries
+# (LibTorch), whatever the input size. prepare prints its own VmHWM (/proc/self/status) as "peak memory".
+yes "the whale and the sea, call me Ishmael; years ago never mind how long precisely." | head -c 24M > "$tmp/big.txt"
+"$rgemma" prepare text --tokenizer "$tmp/tok.model" --input "$tmp/big.txt" --threads 2 --output "$tmp/big.h5" \
+  > "$tmp/out.txt" 2> "$tmp/err.txt"
+peak=$(sed -n 's/.*peak memory \([0-9]*\) MiB.*/\1/p' "$tmp/err.txt")
+[ -n "$peak" ] && [ "$peak" -lt 320 ] && grep -qF "train 1 documents" "$tmp/out.txt" \
+  && echo "ok   prepare-bounded-memory ($peak MiB for a 24 MiB document, bound 320)" \
+  || { fail "prepare-bounded-memory: peak '$peak' MiB (bound 320)"; cat "$tmp/err.txt" "$tmp/out.txt"; }
+rm -f "$tmp/big.txt" "$tmp/big.h5"
+
 [ $fails = 0 ] && echo "all prepare CLI checks passed" || exit 1
