@@ -210,11 +210,20 @@ with open(os.path.join(out, "chat.jsonl"), "w") as f:
 
 # ---- preference pairs: right vs wrong answers, and spelling
 pairs = []
-for i, (country, capital) in enumerate(capitals):
-    other = capitals[(i * 7 + 13) % len(capitals)][1]
-    if other != capital:
-        pairs.append({"prompt": f"What is the capital of {country}?", "chosen": f"The capital of {country} is {capital}.",
-                      "rejected": f"The capital of {country} is {other}.", "kind": "capitals"})
+# Capitals: each country (once, though the quiz lists some under two regions) gets CAPITAL_PAIRS pairs, its
+# right capital against the capitals of the countries CAPITAL_OFFSETS further down the list. Each offset is
+# a permutation, so every capital is the chosen answer CAPITAL_PAIRS times (for its country) and the
+# rejected one CAPITAL_PAIRS times (for others): remembering which answers were good earns nothing, only
+# the country-capital relation does. A held-out pair is an unseen (country, wrong capital) combination.
+unique_capitals = list(dict.fromkeys(capitals))
+CAPITAL_PAIRS = 8
+CAPITAL_OFFSETS = [13 + j * (len(unique_capitals) // CAPITAL_PAIRS) for j in range(CAPITAL_PAIRS)]
+for i, (country, capital) in enumerate(unique_capitals):
+    for offset in CAPITAL_OFFSETS:
+        other = unique_capitals[(i + offset) % len(unique_capitals)][1]
+        if other != capital:
+            pairs.append({"prompt": f"What is the capital of {country}?", "chosen": f"The capital of {country} is {capital}.",
+                          "rejected": f"The capital of {country} is {other}.", "kind": "capitals"})
 for i, (source, q, a) in enumerate(faq):
     other = faq[(i * 31 + 17) % len(faq)][2]
     if other != a:
@@ -254,7 +263,8 @@ kinds = {}
 for c in chats:
     kinds[c["source"]] = kinds.get(c["source"], 0) + 1
 print("extracted: corpus " + ", ".join(f"{k} {len(v)}" for k, v in corpus.items()) +
-      "; chats " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + f"; pairs {len(pairs)}")
+      "; chats " + ", ".join(f"{k} {v}" for k, v in sorted(kinds.items())) + f"; pairs {len(pairs)} (" +
+      ", ".join(f"{k} {sum(p['kind'] == k for p in pairs)}" for k in ("capitals", "faq", "definitions", "spelling")) + ")")
 PY
 
 # 3. Tokenizer and datasets.
