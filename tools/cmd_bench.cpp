@@ -2,12 +2,16 @@
 // threads, tokens_per_s, ...). Benchmarks print figures; targets are judged by people, not asserted.
 //   scan    the RG-LRU scan alone: reference loop vs fast kernel, forward and forward+backward
 //   step    a training step (forward + cross-entropy + backward) of a [model] config, and the scan's share
-//   sample  generation length vs sampling-state bytes and peak resident memory
+//   sample  sampling tokens/s and state bytes vs generated length, --vs a second model (Figure 1a)
+//   prefill prompt-processing tokens/s vs prompt length, --vs a second model (Figure 1b)
 //   train   the data-parallel training step (ZeRO AdamW over MPI) per rank at 1, 2, ... ranks: weak scaling
+//   rollout RL rollouts, prompt state shared vs prefilled per copy, and their memory (tools/bench_rollout.cpp)
 #include "configs/sections.h"
 #include "model/kernels/rg_lru_fused.h"
+#include "model/io/safetensors.h"
 #include "model/kernels/rg_lru_scan.h"
 #include "model/sampler.h"
+#include "tools/bench_rollout.h"
 #include "tools/command.h"
 #include "tools/model_source.h"
 #include "trainer/comm/communicator.h"
@@ -20,6 +24,7 @@
 
 #include <chrono>
 #include <cstdio>
+#include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
@@ -153,16 +158,130 @@ double peak_rss_mb() {
   return 0;
 }
 
+// The comparison model of --vs FILE: its [model] section, in the main model's dtype and init seed.
+rg::Griffin vs_model(const std::string& path, const rg::tools::ModelSource& main_source) {
+  rg::config::Options vo("rgemma bench --vs", "the comparison model");
+  rg::tools::ModelSource vs{"", main_source.dtype, main_source.init_seed, rg::ModelConfig{}};
+  rg::config::add_model_options(vo, &vs.config);
+  rg::tools::require_input_file(path, "vs");
+  const char* args[] = {"rgemma bench --vs", "--config", path.c_str()};
+  vo.parse(3, args);
+  return rg::tools::make_model(vs, vo);
+}
+
+// Random prompts (B, P) of ids in [3, V): no BOS/EOS/pad, so nothing depends on special ids.
+std::vector<std::vector<int64_t>> bench_prompts(int64_t batch, int64_t length, int64_t vocab) {
+  torch::manual_seed(2);
+  const torch::Tensor ids = torch::randint(3, std::max<int64_t>(4, vocab), {batch, length}, torch::kLong);
+  std::vector<std::vector<int64_t>> out(batch);
+  for (int64_t b = 0; b < batch; ++b) out[b].assign(ids[b].data_ptr<int64_t>(), ids[b].data_ptr<int64_t>() + length);
+  return out;
+}
+
+std::string model_label(const rg::ModelConfig& c, const std::string& file) {
+  if (!file.empty()) return std::filesystem::path(file).stem().string();
+  return c.num_blocks_of(rg::BlockType::kRecurrent) ? "recurrentgemma" : "transformer";
+}
+
+// One generation of the longest length per model; each checkpoint reports the average rate from the first
+// generated token (the paper's Figure 1a) and the rate since the previous checkpoint.
+void sample_one_model(rg::Griffin& model, const std::string& label, const std::vector<int64_t>& counts,
+                      int64_t batch, int64_t prompt_length, int used) {
+  model->eval();
+  const rg::ModelConfig& c = model->config();
+  rg::SamplerOptions s;
+  s.seed = 1;  // sampled, not greedy, so a random-weight model does not settle into a loop
+  s.max_new_tokens = counts.back();
+  const auto prompts = bench_prompts(batch, prompt_length, c.vocab_size);
+  const auto p0 = Clock::now();
+  rg::PromptState prompt = rg::prefill(model, prompts, s);
+  const double prefill_s = seconds_since(p0);
+  size_t next = 0;
+  auto start = Clock::now(), last = start;
+  int64_t last_count = 0;
+  s.on_step = [&](int64_t n, const rg::SamplingState& state) {
+    if (next >= counts.size() || n != counts[next]) return;
+    const auto now = Clock::now();
+    const double total = std::chrono::duration<double>(now - start).count();
+    const double recent = std::chrono::duration<double>(now - last).count();
+    emit({{"name", "sample"}, {"model", label}, {"batch", batch}, {"prompt", prompt_length}, {"seq", n},
+          {"threads", used}, {"width", c.width}, {"depth", c.depth}, {"vocab", c.vocab_size},
+          {"window", c.attention_window}, {"dtype", rg::io::torch_dtype_name(model->dtype())},
+          {"parameters", model->num_parameters()}, {"state_bytes", state.used_bytes()},
+          {"state_bytes_allocated", state.bytes()}, {"peak_rss_mb", peak_rss_mb()},
+          {"tokens_per_s", batch * n / total}, {"recent_tokens_per_s", batch * (n - last_count) / recent},
+          {"prefill_s", prefill_s}});
+    last = now, last_count = n, ++next;
+  };
+  start = last = Clock::now();
+  rg::generate(model, std::move(prompt), s);
+}
+
 int bench_sample(int argc, char** argv) {
-  rg::config::Options o(argv[0], "Sampling-state bytes and peak memory against the number of generated tokens.");
+  rg::config::Options o(argv[0], "Sampling tokens/s and sampling-state bytes against the number of generated tokens\n"
+                                 "(one generation to the longest length, reported at each length), for the model\n"
+                                 "and, with --vs, a comparison model (the paper's Figure 1a).");
   rg::tools::ModelSource source;
-  std::vector<std::string> lengths = {"256", "1024", "4096", "16384"};
-  int64_t threads = 0, batch = 1;
+  std::vector<std::string> lengths = {"512", "2048", "8192", "16384"};
+  int64_t threads = 0, batch = 1, prompt_length = 64;
+  std::string vs;
   o.add("lengths", &lengths, "generated-token counts, ascending").add("batch", &batch, "prompts sampled together")
+      .add("prompt-length", &prompt_length, "prompt tokens per row (random ids)")
+      .add("vs", &vs, "a [model] config file to compare with (e.g. configs/model/gemma-100m.ini)")
       .add("threads", &threads, "intra-op threads (0 = cores / local ranks)");
   rg::tools::add_model_source_options(o, &source);
   if (!o.parse(argc, argv)) return 0;
-  require_positive(o, {{"batch", batch}});
+  if (!vs.empty()) rg::tools::require_input_file(vs, "vs");  // before the first model's run
+  require_positive(o, {{"batch", batch}, {"prompt-length", prompt_length}});
+  require_threads(o, threads);
+  std::vector<int64_t> counts;
+  for (const auto& text : lengths) {
+    for (int64_t n : rg::tools::parse_int_list(text, "lengths", 1)) counts.push_back(n);
+  }
+  if (!std::is_sorted(counts.begin(), counts.end())) o.fail("lengths", "expected ascending counts");
+  const int used = rg::tools::configure_threads(static_cast<int>(threads));
+  rg::Griffin model = rg::tools::make_model(source, o);
+  const std::string main_file = o.config_files().empty() ? "" : o.config_files().back();
+  sample_one_model(model, model_label(model->config(), main_file), counts, batch, prompt_length, used);
+  if (!vs.empty()) {
+    rg::Griffin other = vs_model(vs, source);
+    sample_one_model(other, model_label(other->config(), vs), counts, batch, prompt_length, used);
+  }
+  return 0;
+}
+
+// Prompt processing: one prefill (the parallel pass, logits at the last position only) per prompt length.
+void prefill_one_model(rg::Griffin& model, const std::string& label, const std::vector<int64_t>& lengths,
+                       int64_t batch, int64_t repeats, int used) {
+  model->eval();
+  const rg::ModelConfig& c = model->config();
+  rg::SamplerOptions s;
+  for (int64_t P : lengths) {
+    const auto prompts = bench_prompts(batch, P, c.vocab_size);
+    int64_t state_bytes = 0;
+    const double sec = time_median(repeats, [&] { state_bytes = rg::prefill(model, prompts, s).state.used_bytes(); });
+    emit({{"name", "prefill"}, {"model", label}, {"batch", batch}, {"seq", P}, {"threads", used},
+          {"width", c.width}, {"depth", c.depth}, {"vocab", c.vocab_size}, {"window", c.attention_window},
+          {"dtype", rg::io::torch_dtype_name(model->dtype())}, {"parameters", model->num_parameters()},
+          {"state_bytes", state_bytes}, {"ms", sec * 1e3}, {"tokens_per_s", batch * P / sec}});
+  }
+}
+
+int bench_prefill(int argc, char** argv) {
+  rg::config::Options o(argv[0], "Prompt-processing tokens/s and the state it leaves against the prompt length, for\n"
+                                 "the model and, with --vs, a comparison model (the paper's Figure 1b).");
+  rg::tools::ModelSource source;
+  std::vector<std::string> lengths = {"512", "2048", "8192", "16384"};
+  int64_t threads = 0, batch = 1, repeats = 1;
+  std::string vs;
+  o.add("lengths", &lengths, "prompt lengths").add("batch", &batch, "prompts processed together")
+      .add("repeats", &repeats, "timed runs per length (median; one untimed run first)")
+      .add("vs", &vs, "a [model] config file to compare with (e.g. configs/model/gemma-100m.ini)")
+      .add("threads", &threads, "intra-op threads (0 = cores / local ranks)");
+  rg::tools::add_model_source_options(o, &source);
+  if (!o.parse(argc, argv)) return 0;
+  if (!vs.empty()) rg::tools::require_input_file(vs, "vs");  // before the first model's run
+  require_positive(o, {{"batch", batch}, {"repeats", repeats}});
   require_threads(o, threads);
   std::vector<int64_t> counts;
   for (const auto& text : lengths) {
@@ -170,23 +289,14 @@ int bench_sample(int argc, char** argv) {
   }
   const int used = rg::tools::configure_threads(static_cast<int>(threads));
   rg::Griffin model = rg::tools::make_model(source, o);
-  model->eval();
-  rg::SamplerOptions s;
-  s.seed = 1;  // sampled, not greedy, so a random-weight model does not settle into a loop
-  const std::vector<std::vector<int64_t>> prompts(batch, std::vector<int64_t>{2, 5, 7, 11});
-  for (int64_t count : counts) {
-    s.max_new_tokens = count;
-    const auto start = Clock::now();
-    const rg::Generation g = rg::generate(model, prompts, s);
-    const double sec = seconds_since(start);
-    emit({{"name", "sample"}, {"batch", batch}, {"seq", s.max_new_tokens}, {"threads", used},
-          {"width", model->config().width}, {"window", model->config().attention_window},
-          {"state_bytes", g.state_bytes}, {"peak_rss_mb", peak_rss_mb()},
-          {"tokens_per_s", batch * s.max_new_tokens / sec}});
+  const std::string main_file = o.config_files().empty() ? "" : o.config_files().back();
+  prefill_one_model(model, model_label(model->config(), main_file), counts, batch, repeats, used);
+  if (!vs.empty()) {
+    rg::Griffin other = vs_model(vs, source);
+    prefill_one_model(other, model_label(other->config(), vs), counts, batch, repeats, used);
   }
   return 0;
 }
-
 
 // One process per rank (launched by the parent below through mpirun): the trainer's own train_step on
 // random tokens, fixed rows per rank, so perfect weak scaling keeps tokens/s per rank constant.
@@ -275,7 +385,7 @@ int bench_train(int argc, char** argv) {
 }
 
 int run_bench(int argc, char** argv) {
-  const std::string usage = "usage: rgemma bench scan|step|sample|train [options]  (rgemma bench <what> --help)";
+  const std::string usage = "usage: rgemma bench scan|step|sample|prefill|train|rollout [options]  (rgemma bench <what> --help)";
   if (argc < 2) throw rg::config::ConfigError(usage);
   const std::string what = argv[1];
   if (what == "--help" || what == "-h") {
@@ -288,10 +398,12 @@ int run_bench(int argc, char** argv) {
   if (what == "scan") return bench_scan(static_cast<int>(args.size()), args.data());
   if (what == "step") return bench_step(static_cast<int>(args.size()), args.data());
   if (what == "sample") return bench_sample(static_cast<int>(args.size()), args.data());
+  if (what == "prefill") return bench_prefill(static_cast<int>(args.size()), args.data());
   if (what == "train") return bench_train(static_cast<int>(args.size()), args.data());
+  if (what == "rollout") return rg::tools::bench_rollout(static_cast<int>(args.size()), args.data());
   throw rg::config::ConfigError("unknown benchmark '" + what + "'; " + usage);
 }
 
 }  // namespace
 
-RG_COMMAND("bench", "speed and memory benchmarks (scan, step, sample, train), JSON lines", run_bench);
+RG_COMMAND("bench", "speed and memory benchmarks (scan, step, sample, prefill, train, rollout), JSON lines", run_bench);
