@@ -78,9 +78,10 @@ double row_uniform(uint64_t seed, int64_t step);
 // token outside the vocabulary.
 PromptState prefill(Griffin& model, const std::vector<std::vector<int64_t>>& prompts, const SamplerOptions& options);
 
-// Decodes from a prepared state (left as it is: steps update a copy in place). Throws std::invalid_argument for bad options (or row_seeds of
-// the wrong length), and std::runtime_error when the model's logits hold NaN or +infinity (corrupt weights,
-// an overflow): sampling from them would silently pick an arbitrary token.
+// Decodes from a prepared state, which is left as it is (steps update a copy in place). Throws
+// std::invalid_argument for bad options (or row_seeds of the wrong length), and std::runtime_error when the
+// model's logits hold NaN or +infinity (corrupt weights, an overflow): sampling from them would silently
+// pick an arbitrary token.
 Generation generate(Griffin& model, PromptState prompt, const SamplerOptions& options);
 
 // prefill + generate.
