@@ -79,6 +79,7 @@ struct Loader::Impl {
     uint64_t start = 0, index = 0;
     std::vector<uint64_t> base;
   } stage;
+  nlohmann::json history = nlohmann::json::array();  // earlier stages: {index, start, end, sources: {name: n}}
   struct Counts {
     std::mutex mu;
     uint64_t at = 0;
@@ -370,6 +371,7 @@ nlohmann::json Loader::state() const {
   }
   j["sources"] = sources, j["weights"] = weights;
   j["stage"] = {{"start", m.stage.start}, {"index", m.stage.index}, {"base", base}};
+  j["history"] = m.history;
   return j;
 }
 
@@ -421,6 +423,7 @@ std::string Loader::restore(const nlohmann::json& state) {
     same = same && w != weights.end() && w->second == src->spec.weight;
   }
   if (same && saved_mixture) {
+    if (state.contains("history") && state["history"].is_array()) m.history = state["history"];
     m.stage.start = loader_state_count(state["stage"], "start", ".stage"), m.stage.index = saved_stage;
     if (m.stage.start > cursor) throw BadDataFile("data_cursor.stage.start: after the cursor");
     const nlohmann::json& base = state["stage"].contains("base") ? state["stage"]["base"] : nlohmann::json::object();
@@ -435,6 +438,14 @@ std::string Loader::restore(const nlohmann::json& state) {
     }
     return "";
   }
+  // The stage that ends here joins the history, with what each of its sources had served by its end.
+  if (saved_mixture && state.contains("history") && state["history"].is_array()) m.history = state["history"];
+  nlohmann::json ended = nlohmann::json::object();
+  for (const auto& [name, n] : served) ended[name.empty() ? "data" : name] = n;
+  m.history.push_back({{"index", saved_stage},
+                       {"start", saved_mixture ? loader_state_count(state["stage"], "start", ".stage") : 0},
+                       {"end", cursor},
+                       {"sources", ended}});
   m.stage.start = cursor, m.stage.index = saved_stage + 1;
   std::string carried;
   for (size_t k = 0; k < m.sources.size(); ++k) {

@@ -37,7 +37,8 @@ std::vector<std::string> expand_shards(const std::string& path, const std::strin
     return out;  // glob(3) sorts
   }
   std::error_code ec;
-  if (fs::is_directory(path, ec)) {
+  const bool h5_name = path.size() > 3 && path.compare(path.size() - 3, 3, ".h5") == 0;
+  if (fs::is_directory(path, ec) && !h5_name) {  // a folder named *.h5 is refused as a file that is not one
     for (fs::directory_iterator it(path, ec), end; !ec && it != end; it.increment(ec)) {
       if (it->path().extension() == ".h5") {
         require_regular_file(it->path().string(), "an rgemma HDF5 dataset (a shard in " + path + ")");
@@ -217,7 +218,7 @@ ShardedReader::ShardedReader(const std::vector<std::string>& shards, const std::
     } else {
       check_same_dataset(m.shards.front().info(), r.info());
     }
-    check_not_empty(r.info());
+    if (shards.size() > 1) check_not_empty(r.info());  // one file: the loader says its split is too short
     m.info.train.sequences += r.info().train.sequences, m.info.train.tokens += r.info().train.tokens;
     m.info.validation.sequences += r.info().validation.sequences;
     m.info.validation.tokens += r.info().validation.tokens;
@@ -249,10 +250,12 @@ void ShardedReader::read(int64_t i, int64_t begin, int64_t end, int32_t* tokens,
 DatasetInfo read_sources_info(const std::string& spec) {
   DatasetInfo out;
   bool any = false;
-  for (const auto& source : parse_sources(spec)) {
+  const std::vector<SourceSpec> sources = parse_sources(spec);
+  const bool several = sources.size() > 1 || sources.front().shards.size() > 1;
+  for (const auto& source : sources) {
     for (const auto& shard : source.shards) {
       const DatasetInfo info = read_dataset_info(shard);
-      check_not_empty(info);
+      if (several) check_not_empty(info);  // one file: the trainer says its split is too short
       if (!any) {
         out = info, any = true;
         out.train = out.validation = {};

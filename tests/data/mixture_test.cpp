@@ -104,7 +104,7 @@ void set_string_attr(const path& file, const char* name, const std::string& valu
   H5Fclose(h);
 }
 
-void expect_refused(const std::string& spec, const std::string& want) {
+void expect_spec_refused(const std::string& spec, const std::string& want) {
   try {
     Loader l(mixture_options(spec));
     ADD_FAILURE() << "accepted: " << spec;
@@ -120,28 +120,28 @@ TEST(Shards, BadShardsAndSpecsAreRefusedNamingTheFile) {
   test::fs::copy_file(f.parts[0], bad / "a.h5", test::fs::copy_options::overwrite_existing);
   test::fs::copy_file(f.parts[1], bad / "b.h5", test::fs::copy_options::overwrite_existing);
   set_string_attr(bad / "b.h5", "tokenizer_id", "fnv1a64:0000000000000000");
-  expect_refused((bad / "a.h5").string() + "," + (bad / "b.h5").string(),
+  expect_spec_refused((bad / "a.h5").string() + "," + (bad / "b.h5").string(),
                  (bad / "b.h5").string() + ": tokenizer fnv1a64:0000000000000000 differs from");
-  expect_refused("web=" + (bad / "a.h5").string() + ":1, code=" + (bad / "b.h5").string() + ":1",
+  expect_spec_refused("web=" + (bad / "a.h5").string() + ":1, code=" + (bad / "b.h5").string() + ":1",
                  (bad / "b.h5").string() + ": tokenizer");
   {
     // An empty shard: a valid file with no training sequence.
     DatasetWriter w((bad / "empty.h5").string(), DatasetKind::kText, identify(test::tokenizer()), 0, "test");
     w.commit();
   }
-  expect_refused(f.parts[0] + "," + (bad / "empty.h5").string(), (bad / "empty.h5").string() + ": an empty shard");
+  expect_spec_refused(f.parts[0] + "," + (bad / "empty.h5").string(), (bad / "empty.h5").string() + ": an empty shard");
   const std::string a = f.parts[0], b = f.parts[1];
-  expect_refused(a + ":0", "weight '0' is not a positive number");
-  expect_refused(a + ":-0.5, " + b + ":1", "weight '-0.5' is not a positive number");
-  expect_refused(a + ":abc", "weight 'abc' is not a positive number");
-  expect_refused(a + ":nan", "weight 'nan' is not a positive number");
-  expect_refused(a + ":0.5, " + b, "has no weight while others have");
-  expect_refused(a + ":0.5, " + (f.dir / "nothing").string() + "/:0.5", (f.dir / "nothing").string() + "/: no such file or folder");
-  expect_refused(a + ":0.5, " + (f.dir / "none-*.h5").string() + ":0.5", "matches no file");
-  expect_refused(a + ":0.5, " + (f.dir / "src0").string() + "/:0.5", "is named twice");
-  expect_refused(a + ":0.5, x=" + b + ":0.5, x=" + f.parts[2] + ":1", "are both named 'x'");
-  expect_refused(a + ",," + b, "an empty entry");
-  expect_refused((f.dir / "src0" / "nothing.txt").string(), "no such file or folder");
+  expect_spec_refused(a + ":0", "weight '0' is not a positive number");
+  expect_spec_refused(a + ":-0.5, " + b + ":1", "weight '-0.5' is not a positive number");
+  expect_spec_refused(a + ":abc", "weight 'abc' is not a positive number");
+  expect_spec_refused(a + ":nan", "weight 'nan' is not a positive number");
+  expect_spec_refused(a + ":0.5, " + b, "has no weight while others have");
+  expect_spec_refused(a + ":0.5, " + (f.dir / "nothing").string() + "/:0.5", (f.dir / "nothing").string() + "/: no such file or folder");
+  expect_spec_refused(a + ":0.5, " + (f.dir / "none-*.h5").string() + ":0.5", "matches no file");
+  expect_spec_refused(a + ":0.5, " + (f.dir / "src0").string() + "/:0.5", "is named twice");
+  expect_spec_refused(a + ":0.5, x=" + b + ":0.5, x=" + f.parts[2] + ":1", "are both named 'x'");
+  expect_spec_refused(a + ",," + b, "an empty entry");
+  expect_spec_refused((f.dir / "src0" / "nothing.txt").string(), "no such file or folder");
 }
 
 // The mixture's rows, each matched to the source whose next expected row it is: the sources' own loaders
@@ -241,6 +241,13 @@ TEST(Mixture, AChangedMixtureOnResumeContinuesEachSourceFromItsCount) {
   EXPECT_NE(note.find("stage 1 from global sample 120"), std::string::npos) << note;
   EXPECT_NE(note.find("code from sample " + std::to_string(code)), std::string::npos) << note;
   EXPECT_EQ(b.stage(), 1u);
+  // Stage 0 is kept in the state: where it ran and what each of its sources served.
+  const nlohmann::json h = b.state()["history"];
+  ASSERT_EQ(h.size(), 1u);
+  EXPECT_EQ(h[0]["index"], 0);
+  EXPECT_EQ(h[0]["end"], 120);
+  EXPECT_EQ(h[0]["sources"]["web"], web);
+  EXPECT_EQ(h[0]["sources"]["code"], code);
   const std::vector<int64_t> count = rows_per_source(b, {f.parts[1], f.parts[2]}, 40, {code, 0});
   EXPECT_EQ(count[0] + count[1], 160);
   const auto usage = b.usage();
