@@ -3,6 +3,8 @@
 // resumed run gets the same learning rates from the step number alone.
 #pragma once
 
+#include "trainer/train_config.h"
+
 #include <nlohmann/json.hpp>
 
 #include <cstdint>
@@ -10,12 +12,14 @@
 
 namespace rg::trainer {
 
+// peak_lr, decay and min_lr_ratio default to [optim]'s (OptimConfig in train_config.h); a run always sets
+// every field from its config (trainer/run_support.h's schedule_from), the step counts included.
 struct LrSchedule {
-  double peak_lr = 3e-4;
+  double peak_lr = OptimConfig{}.lr;
   int64_t warmup_steps = 0;     // lr rises linearly over steps [0, warmup_steps)
   int64_t total_steps = 1000;   // decay ends here
-  std::string decay = "cosine";  // cosine | linear | constant
-  double min_lr_ratio = 0.1;    // final lr = min_lr_ratio * peak_lr
+  std::string decay = OptimConfig{}.decay;  // cosine | linear | constant
+  double min_lr_ratio = OptimConfig{}.min_lr_ratio;  // final lr = min_lr_ratio * peak_lr
 
   // Throws std::invalid_argument naming the field.
   void validate() const;

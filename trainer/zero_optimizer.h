@@ -17,6 +17,7 @@
 #pragma once
 
 #include "trainer/comm/communicator.h"
+#include "trainer/train_config.h"
 
 #include <torch/types.h>
 
@@ -46,12 +47,15 @@ std::vector<ZeroParam> zero_params_from(const NamedParams& named) {
   return out;
 }
 
+// The defaults are [optim]'s (OptimConfig in train_config.h), written once there.
 struct ZeroConfig {
-  int stage = 1;               // 1: full gradients live in one persistent flat buffer; 2: only the slice persists
-  double beta1 = 0.9;
-  double beta2 = 0.95;
-  double eps = 1e-8;
-  double weight_decay = 0.1;   // decoupled (AdamW): p -= lr * wd * p, only on params marked weight_decay
+  // 1: full gradients live in one persistent flat buffer; 2: only the slice persists
+  int stage = static_cast<int>(OptimConfig{}.zero_stage);
+  double beta1 = OptimConfig{}.beta1;
+  double beta2 = OptimConfig{}.beta2;
+  double eps = OptimConfig{}.eps;
+  // decoupled (AdamW): p -= lr * wd * p, only on params marked weight_decay
+  double weight_decay = OptimConfig{}.weight_decay;
   int64_t bucket_numel = 1 << 23;  // elements per rank per reduce-scatter / all-gather bucket (32 MiB fp32)
   // Parameter dtype after construction. Undefined keeps the given dtype; kBFloat16 turns fp32 params into
   // bf16 copies while the fp32 master slice keeps the full-precision values.
