@@ -48,6 +48,9 @@ check_re missing-folder 2 "model: $tmp/nope: no such folder" -- "$rgemma" genera
 check_re bench-scan 0 '"name":"scan_speedup"' -- "$rgemma" bench scan --batch 1 --seq 64 --width 32 --repeats 1
 check_re bench-step 0 '"tokens_per_s":' -- "$rgemma" bench step --config "$tiny" --batch 1 --seq 32 --repeats 1
 check_re bench-sample 0 '"state_bytes":' -- "$rgemma" bench sample --config "$tiny" --lengths 8,16
+check_re bench-rollout 0 '"all_rows_to_length":true' -- "$rgemma" bench rollout --config "$tiny" --group 2 --prompt-len 8 \
+  --speed-new-tokens 4 --new-tokens 4,8 --repeats 1
+check bench-rollout-group 2 "group: expected an integer in [1, 4096], got '0'" -- "$rgemma" bench rollout --config "$tiny" --group 0
 check_re bench-unknown 2 "unknown benchmark 'scna'" -- "$rgemma" bench scna
 check bench-lengths 2 "lengths: expected comma-separated integers in [1, " -- "$rgemma" bench sample --config "$tiny" --lengths 1-2
 check bench-repeats 2 "repeats: expected an integer >= 1, got 0" -- "$rgemma" bench scan --repeats 0
