@@ -3,14 +3,14 @@
 // clip -> AdamW -> all-gather -> schedule -> log -> evaluate -> checkpoint; at the end the final folder.
 //
 // Written beside trainer/trainer.cpp rather than inside it because its step takes pairs, not token rows; the
-// set-up pieces both loops need are in trainer/run_support.h, and a later refactor can merge the loops.
+// parts both loops share are trainer/run_support.h's (device, dtype, run folder, optimizer settings, schedule)
+// and trainer/run_checkpoint.h's (the save/restore pair).
 // Loss normalisation: the step's loss is the mean per-pair loss over the global batch;
 // each rank back-propagates its per-pair sum divided by the global pair count, and gradients are summed.
 #include "rlhf/pair_trainer.h"
 
 #include "data/dataset.h"
 #include "data/loader.h"
-#include "model/io/atomic_write.h"
 #include "model/pretrained.h"
 #include "rlhf/losses.h"
 #include "rlhf/pair_batch.h"
@@ -19,6 +19,7 @@
 #include "trainer/faults.h"
 #include "trainer/metrics.h"
 #include "trainer/recompute.h"
+#include "trainer/run_checkpoint.h"
 #include "trainer/run_support.h"
 #include "trainer/schedule.h"
 #include "trainer/trainer.h"
@@ -256,9 +257,7 @@ class RefPassProgress {
 int run_pair_training(PairTask task, const trainer::TrainConfig& c, const RlhfConfig& rc, comm::Communicator& comm,
                       const std::string& effective_config) {
   const int rank = comm.rank(), world = comm.world_size();
-  auto say = [rank](const std::string& line) {
-    if (rank == 0) std::cout << line << std::endl;
-  };
+  const trainer::RankZeroLog say(comm);
   const char* task_name = task == PairTask::kReward ? "reward" : "dpo";
 
   // ---- set-up ---------------------------------------------------------------------------------------------
@@ -277,7 +276,7 @@ int run_pair_training(PairTask task, const trainer::TrainConfig& c, const RlhfCo
                           " dataset; rgemma " + task_name + " needs a preference dataset (rgemma prepare preference)");
   }
   const torch::Device device = pick_device(c.train.device, comm);
-  const bool bf16 = c.train.dtype == "bfloat16" || (c.train.dtype == "auto" && device.is_cuda());
+  const bool bf16 = trainer::use_bf16(c.train.dtype, device);
 
   std::unique_ptr<PairObjective> objective;
   RewardObjective* reward_objective = nullptr;
@@ -310,11 +309,7 @@ int run_pair_training(PairTask task, const trainer::TrainConfig& c, const RlhfCo
   broadcast_parameters(objective->module(), comm);
 
   const fs::path out = c.train.out, ckpt_root = out / "checkpoints";
-  if (rank == 0) {
-    fs::create_directories(out);
-    io::write_text_atomically((out / "config.ini").string(), effective_config);
-  }
-  comm.barrier();
+  trainer::prepare_run_folder(out.string(), effective_config, comm);
 
   int64_t dropped = 0;
   const std::vector<data::PreferencePair> train = fitting_pairs(data::read_preference(c.data.train, "train"), c.data.seq_len, &dropped);
@@ -362,39 +357,34 @@ int run_pair_training(PairTask task, const trainer::TrainConfig& c, const RlhfCo
   }
   if (c.train.recompute) trainer::enable_recompute(backbone);
 
-  trainer::ZeroConfig zc;
-  zc.stage = static_cast<int>(c.optim.zero_stage), zc.beta1 = c.optim.beta1, zc.beta2 = c.optim.beta2;
-  zc.eps = c.optim.eps, zc.weight_decay = c.optim.weight_decay;
-  if (bf16) zc.param_dtype = torch::kBFloat16;
-  trainer::ZeroOptimizer optimizer(trainer::zero_params_from(objective->module().named_parameters()), comm, zc);
-  trainer::LrSchedule schedule{c.optim.lr, c.optim.warmup_steps, c.train.steps, c.optim.decay, c.optim.min_lr_ratio};
-  try {
-    schedule.validate();
-  } catch (const std::invalid_argument& e) {
-    throw TrainSetupError(std::string("[optim] ") + e.what());
-  }
+  trainer::ZeroOptimizer optimizer(trainer::zero_params_from(objective->module().named_parameters()), comm,
+                                   trainer::zero_config_from(c.optim, bf16));
+  const trainer::LrSchedule schedule = trainer::schedule_from(c);
 
+  trainer::RunCheckpoint checkpoint(ckpt_root.string(), static_cast<int>(c.checkpoint.keep_last), objective->module(),
+                                    optimizer, schedule, comm, c.train.seed);
   trainer::TrainerState state;
   uint64_t cursor = 0;  // global pairs consumed
-  if (auto dir = trainer::resolve_resume(c.checkpoint.resume, ckpt_root.string())) {
-    optimizer.load_state(*dir);
-    state = trainer::read_trainer_state(*dir);
-    cursor = state.data_cursor.at("cursor").get<uint64_t>();
-    if (!trainer::load_rng_state(*dir, rank)) torch::manual_seed(static_cast<uint64_t>(c.train.seed) + 7919 * rank);
+  std::optional<trainer::Resumed> resumed;
+  try {  // every file is checked before anything is loaded; a checkpoint unfit to resume is exit 2
+    resumed = checkpoint.restore(c.checkpoint.resume, c.train.steps);
+  } catch (const trainer::CheckpointError& e) {
+    throw TrainSetupError(e.what());
+  }
+  if (resumed) {
+    state = resumed->state, cursor = resumed->cursor;
     std::ostringstream s;
-    s << "resumed from " << *dir << " at step " << state.step;
+    s << "resumed from " << resumed->dir << " at step " << state.step;
     if (state.world_size != world) s << "; resharded from " << state.world_size << " to " << world << " ranks";
+    if (!resumed->schedule_changes.empty()) s << "; schedule changed: " << resumed->schedule_changes;
     say(s.str());
   }
-  trainer::CheckpointWriter writer(ckpt_root.string(), static_cast<int>(c.checkpoint.keep_last), comm);
   std::unique_ptr<trainer::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<trainer::MetricsWriter>((out / "metrics.jsonl").string(), state.step);
   const ModelConfig& mc = backbone->config();
   // The pair rows are at most seq_len long; training FLOPs as pretrain counts them (the DPO loop's second
   // LM-head pass is not counted).
-  const double flops_per_token = trainer::training_flops_per_token(
-      static_cast<double>(backbone->num_parameters()), mc.num_blocks_of(BlockType::kAttention), mc.num_heads * mc.head_dim,
-      mc.attention_window > 0 ? std::min(mc.attention_window + 1, c.data.seq_len) : c.data.seq_len);
+  const double flops_per_token = trainer::model_flops_per_token(mc, backbone->num_parameters(), c.data.seq_len);
   const double peak = (c.train.peak_flops > 0 ? c.train.peak_flops : guess_peak_flops(device, bf16)) * world;
   PairOrder order(static_cast<int64_t>(train.size()), static_cast<uint64_t>(c.data.seed));
   {
@@ -410,20 +400,7 @@ int run_pair_training(PairTask task, const trainer::TrainConfig& c, const RlhfCo
 
   auto save_checkpoint = [&](int64_t step) {
     state.step = step;
-    state.world_size = world;
-    state.schedule = schedule.to_json();
-    state.data_cursor = {{"cursor", cursor}};
-    const std::string dir = writer.save(step, [&](const std::string& tmp) {
-      optimizer.save_state(tmp);
-      trainer::save_rng_state(tmp, rank);
-      if (rank == 0) {
-        std::vector<std::pair<std::string, torch::Tensor>> named;
-        for (const auto& p : objective->module().named_parameters()) named.emplace_back(p.key(), p.value());
-        trainer::save_weights(tmp, named);
-        trainer::write_trainer_state(tmp, state);
-      }
-    });
-    say("checkpoint: " + dir);
+    say("checkpoint: " + checkpoint.save(state, cursor));
   };
 
   auto evaluate = [&](int64_t step) {
@@ -508,11 +485,9 @@ int run_pair_training(PairTask task, const trainer::TrainConfig& c, const RlhfCo
       }
     }
     interval_start = Clock::now();
-    if (c.train.eval_every > 0 && (step + 1) % c.train.eval_every == 0 && step + 1 < c.train.steps) evaluate(step + 1);
+    if (trainer::due_after(step + 1, c.train.eval_every, c.train.steps)) evaluate(step + 1);
     const bool stop = trainer::stop_requested_any(comm);
-    if (stop || (c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0 && step + 1 < c.train.steps)) {
-      save_checkpoint(step + 1);
-    }
+    if (stop || trainer::due_after(step + 1, c.checkpoint.every, c.train.steps)) save_checkpoint(step + 1);
     if (stop) {
       say("stopped by signal " + std::to_string(trainer::stop_signal()) + " after step " + std::to_string(step + 1) +
           "; continue with --checkpoint.resume=auto");
