@@ -94,4 +94,21 @@ class Loader {
 // platform and standard library, unlike std::shuffle).
 std::vector<int64_t> epoch_permutation(int64_t n, uint64_t seed, uint64_t epoch);
 
+// Item g of an endless stream over n items: epoch g / n, position g % n of that epoch's permutation. Keeps the
+// current epoch's permutation. Used where whole examples (preference pairs, prompts) are drawn in order.
+class EpochOrder {
+ public:
+  EpochOrder(int64_t n, uint64_t seed) : n_(n), seed_(seed) {}
+  int64_t at(uint64_t g) {
+    const uint64_t epoch = g / static_cast<uint64_t>(n_);
+    if (epoch != epoch_ || perm_.empty()) perm_ = epoch_permutation(n_, seed_, epoch), epoch_ = epoch;
+    return perm_[g % static_cast<uint64_t>(n_)];
+  }
+
+ private:
+  int64_t n_;
+  uint64_t seed_, epoch_ = 0;
+  std::vector<int64_t> perm_;
+};
+
 }  // namespace rg::data

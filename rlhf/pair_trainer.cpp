@@ -173,22 +173,6 @@ struct StatSums {
   }
 };
 
-// Global pair g of the training stream: epoch g / n, position g % n of that epoch's permutation.
-class PairOrder {
- public:
-  PairOrder(int64_t n, uint64_t seed) : n_(n), seed_(seed) {}
-  int64_t at(uint64_t g) {
-    const uint64_t epoch = g / static_cast<uint64_t>(n_);
-    if (epoch != epoch_ || perm_.empty()) perm_ = data::epoch_permutation(n_, seed_, epoch), epoch_ = epoch;
-    return perm_[g % static_cast<uint64_t>(n_)];
-  }
-
- private:
-  int64_t n_;
-  uint64_t seed_, epoch_ = 0;
-  std::vector<int64_t> perm_;
-};
-
 // Pairs longer than seq_len tokens (prompt + the longer completion) are left out: a cut completion
 // would lose the <end_of_turn> the reward is read at.
 std::vector<data::PreferencePair> fitting_pairs(std::vector<data::PreferencePair> all, int64_t seq_len, int64_t* dropped) {
@@ -386,7 +370,7 @@ int run_pair_training(PairTask task, const trainer::TrainConfig& c, const RlhfCo
   // LM-head pass is not counted).
   const double flops_per_token = trainer::model_flops_per_token(mc, backbone->num_parameters(), c.data.seq_len);
   const double peak = (c.train.peak_flops > 0 ? c.train.peak_flops : guess_peak_flops(device, bf16)) * world;
-  PairOrder order(static_cast<int64_t>(train.size()), static_cast<uint64_t>(c.data.seed));
+  data::EpochOrder order(static_cast<int64_t>(train.size()), static_cast<uint64_t>(c.data.seed));
   {
     std::ostringstream s;
     s << task_name << ": " << backbone->num_parameters() << " backbone parameters on " << world << " rank(s), "

@@ -83,22 +83,6 @@ RolloutBatch select_rows(const RolloutBatch& b, const torch::Tensor& rows) {
   return s;
 }
 
-// Global prompt g of the stream: epoch g / n, position g % n of that epoch's permutation.
-class PromptOrder {
- public:
-  PromptOrder(int64_t n, uint64_t seed) : n_(n), seed_(seed) {}
-  int64_t at(uint64_t g) {
-    const uint64_t epoch = g / static_cast<uint64_t>(n_);
-    if (epoch != epoch_ || perm_.empty()) perm_ = data::epoch_permutation(n_, seed_, epoch), epoch_ = epoch;
-    return perm_[g % static_cast<uint64_t>(n_)];
-  }
-
- private:
-  int64_t n_;
-  uint64_t seed_, epoch_ = 0;
-  std::vector<int64_t> perm_;
-};
-
 // The reward of a completion: reward_model_weight x (normalised, clipped) reward model score +
 // verifiable_weight x answer match - missing_stop_penalty when it never stopped.
 class Scorer {
@@ -351,7 +335,7 @@ int run_policy_training(PolicyAlgorithm algorithm, const trainer::TrainConfig& c
   trainer::CheckpointWriter writer(ckpt_root.string(), static_cast<int>(c.checkpoint.keep_last), comm);
   std::unique_ptr<trainer::MetricsWriter> metrics;
   if (rank == 0) metrics = std::make_unique<trainer::MetricsWriter>((out / "metrics.jsonl").string(), state.step);
-  PromptOrder order(static_cast<int64_t>(train_set.prompts.size()), static_cast<uint64_t>(c.data.seed));
+  data::EpochOrder order(static_cast<int64_t>(train_set.prompts.size()), static_cast<uint64_t>(c.data.seed));
   {
     std::ostringstream s;
     s << name << (ppo ? "" : " (" + rc.estimator + ")") << ": " << policy->num_parameters() << " policy parameters"
