@@ -24,12 +24,15 @@ export RG_THREADS=1  # ranks share 2 cores
 RANDOM=11
 words=(the whale ship sea captain harpoon white deep sailor wind storm boat ocean night moon star rope deck)
 line() { local s="" i; for ((i = 0; i < $1; i++)); do s+="${words[RANDOM % ${#words[@]}]} "; done; echo "${s% }."; }
+# words_into VAR N: N random words into VAR without a subshell (RANDOM stays on its seeded sequence).
+words_into() { local -n into=$1; local i; into=""; for ((i = 0; i < $2; i++)); do into+="${words[RANDOM % ${#words[@]}]} "; done; into="${into% }."; }
 for ((d = 0; d < 400; d++)); do line 9; line 6; echo; done > corpus.txt
 "$rgemma" tokenizer train --input corpus.txt --vocab-size 300 --output tok.model > /dev/null 2>&1 || fail "tokenizer"
 "$rgemma" prepare text --tokenizer tok.model --input corpus.txt --document block --validation 0.05 \
   --output corpus.h5 > /dev/null 2>&1 || fail "prepare text"
 for ((c = 0; c < 60; c++)); do
-  printf '{"messages": [{"role": "user", "content": "%s"}, {"role": "assistant", "content": "%s"}]}\n' "$(line 5)" "$(line 7)"
+  words_into prompt 5; words_into answer 7
+  printf '{"messages": [{"role": "user", "content": "%s"}, {"role": "assistant", "content": "%s"}]}\n' "$prompt" "$answer"
 done > chat.jsonl
 "$rgemma" prepare chat --tokenizer tok.model --input chat.jsonl --output chat.h5 > /dev/null 2>&1 || fail "prepare chat"
 [ $fails = 0 ] || { echo "fixtures could not be made; stopping"; exit 1; }
@@ -179,9 +182,12 @@ out=$("$rgemma" pretrain "${common[@]}" --data.micro_batch=4611686018427387904 -
 # SFT rows whose prompt fills data.seq_len: counted and warned about once; no supervised row at all fails.
 # Every 4th conversation has a 40-word prompt (no model token within 24), the others a 2-word one (the model
 # turn starts near token 12); with data.seed 0 no step of 4 rows draws only long ones.
+# The lines are drawn in this shell, not in $(...): bash reseeds RANDOM in every subshell, which made the
+# file (and so the draw) differ from run to run.
 for ((c = 0; c < 40; c++)); do
+  words_into prompt $(((c % 4) ? 2 : 40)); words_into answer 5
   printf '{"messages": [{"role": "user", "content": "%s"}, {"role": "assistant", "content": "%s"}]}\n' \
-    "$( ((c % 4)) && line 2 || line 40)" "$(line 5)"
+    "$prompt" "$answer"
 done > mixed.jsonl
 "$rgemma" prepare chat --tokenizer tok.model --input mixed.jsonl --output mixed.h5 > /dev/null 2>&1 || fail "prepare mixed"
 out=$("$rgemma" sft "${common[@]}" --data.train=mixed.h5 --data.seq_len=24 --data.micro_batch=4 --train.steps=4 \
