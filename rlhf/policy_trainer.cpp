@@ -607,11 +607,9 @@ int run_policy_training(PolicyAlgorithm algorithm, const trainer::TrainConfig& c
         std::cout << s.str() << std::endl;
       }
     }
-    if (c.train.eval_every > 0 && (step + 1) % c.train.eval_every == 0 && step + 1 < c.train.steps) evaluate(step + 1);
+    if (trainer::due_after(step + 1, c.train.eval_every, c.train.steps)) evaluate(step + 1);
     const bool stop = trainer::stop_requested_any(comm);
-    if (stop || (c.checkpoint.every > 0 && (step + 1) % c.checkpoint.every == 0 && step + 1 < c.train.steps)) {
-      save_checkpoint(step + 1);
-    }
+    if (stop || trainer::due_after(step + 1, c.checkpoint.every, c.train.steps)) save_checkpoint(step + 1);
     if (stop) {
       say("stopped by signal " + std::to_string(trainer::stop_signal()) + " after step " + std::to_string(step + 1) +
           "; continue with --checkpoint.resume=auto");
