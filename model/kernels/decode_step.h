@@ -31,11 +31,13 @@ at::Tensor recurrent_step_(const at::Tensor& u, const at::Tensor& y_pre, const a
 // float64) rounded to the activation dtype, as the op-by-op RMSNorm computes it.
 at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps);
 
-// x (B, in) -> x W^T + b for a one-token step. For float32 with B <= kRowsForGemv it runs BLAS gemv per row:
-// at one row sgemm packs (copies) the whole weight matrix per call before its kernel reads it again, while
-// gemv streams it once (profiled on the 2-core VM: sgemm_incopy was 31% of a batch-4 step, the kernel 22%).
-// With more rows each gemv would re-read the weights, so sgemm (at::linear) takes over.
-constexpr int64_t kRowsForGemv = 1;
+// x (B, in) -> x W^T + b for a one-token step. For float32 and bfloat16 with B <= kMaxRowsForRowLinear (and
+// grad mode off) it runs our own kernel, which streams the weights once, in bands over the cores: BLAS sgemm
+// packs (copies) the whole weight matrix per call before its kernel reads it again, and OpenBLAS's own
+// threads spin in sched_yield between calls (profiled on the 2-core AMD EPYC, batch 4, vocab 256k: packing
+// 17%, the kernel 21%, sched_yield 25% of the run). A decode step is bound by reading the weights, so at a
+// few rows this is the whole game. With more rows the GEMM's register tiling wins and at::linear takes over.
+constexpr int64_t kMaxRowsForRowLinear = 8;
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 
 // Whether the fused kernels apply: CPU tensors, grad mode off (NoGradGuard / InferenceMode), float32/64 or

@@ -127,6 +127,38 @@ TEST(DecodeStep, RecurrentKernelMatchesTheOpByOpBlockInFloat64) {
   }
 }
 
+// linear_rows' own kernel (B <= 8 rows, float32 and bfloat16) against the same product in float64 from the
+// same (rounded) values. Shapes: K not a multiple of the 8-row bands' vector width, N with a tail after the
+// last band of eight rows, N large enough that the bands split over threads, with and without bias; and
+// more rows than the kernel takes (at::linear). Bound per output: float32 sums K + 1 terms in order
+// (float32_vs_exact of the row's sum |x_k w_k| + |b|); bfloat16 then rounds the float result once, 2^-8
+// relative (plus the same float32 sum). A wrong lane, row or band is off by O(1).
+TEST(DecodeStep, RowLinearMatchesFloat64) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(11);
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    for (const int64_t B : {1, 3, 8, 9}) {
+      for (const auto [K, N] : std::vector<std::pair<int64_t, int64_t>>{{5, 13}, {64, 40}, {200, 6001}}) {
+        for (const bool with_bias : {false, true}) {
+          const torch::Tensor x = torch::randn({B, K}).to(dtype), w = torch::randn({N, K}).to(dtype);
+          const torch::Tensor b = with_bias ? torch::randn({N}).to(dtype) : torch::Tensor();
+          const torch::Tensor got = kernels::linear_rows(x, w, b);
+          ASSERT_EQ(got.scalar_type(), dtype);
+          ASSERT_EQ(got.sizes(), (std::vector<int64_t>{B, N}));
+          const torch::Tensor xd = x.to(torch::kDouble), wd = w.to(torch::kDouble);
+          torch::Tensor want = torch::matmul(xd, wd.t()), magnitude = torch::matmul(xd.abs(), wd.abs().t());
+          if (with_bias) want += b.to(torch::kDouble), magnitude += b.to(torch::kDouble).abs();
+          torch::Tensor bound = magnitude * test::float32_vs_exact(1.0, K + 1);
+          if (dtype == torch::kBFloat16) bound += want.abs() * std::ldexp(1.0, -8);
+          const torch::Tensor excess = (got.to(torch::kDouble) - want).abs() - bound;
+          EXPECT_LE(excess.max().item<double>(), 0.0)
+              << torch::toString(dtype) << " B=" << B << " K=" << K << " N=" << N << " bias=" << with_bias;
+        }
+      }
+    }
+  }
+}
+
 // In place: after the first step, every state tensor keeps its storage (no reallocation per step), and a
 // global cache grows only when its reserved capacity runs out.
 TEST(DecodeStep, StateIsUpdatedInPlace) {
