@@ -4,49 +4,36 @@
 # exit 2, and no partial output (nor temporary files) after a failure; malformed JSONL lines (exit 1), paths
 # that are not regular files and unusable datasets (exit 2), each one line on stderr, never a crash or a hang.
 # Usage: prepare_cli_test.sh RGEMMA SOURCE_DIR
-set -u
-rgemma=$1 src=$2
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-fails=0
-fail() { echo "FAIL $*"; fails=$((fails+1)); }
-check() {  # check NAME EXPECTED_CODE PATTERN -- command...
-  local name=$1 want=$2 pattern=$3; shift 4
-  local out code
-  out=$("$@" 2>&1); code=$?
-  if [ "$code" != "$want" ]; then fail "$name: exit $code, expected $want"; echo "$out"; return; fi
-  if ! grep -qF -- "$pattern" <<<"$out"; then fail "$name: output lacks '$pattern'"; echo "$out"; return; fi
-  echo "ok   $name"
-}
+. "$(dirname "${BASH_SOURCE[0]}")/../tools/check_lib.sh"
 no_leftovers() {  # no_leftovers NAME: nothing named *.tmp-* in $tmp
-  if ls "$tmp" | grep -q '\.tmp-'; then fail "$1: temporary files left: $(ls "$tmp" | grep '\.tmp-')"; else echo "ok   $1"; fi
+  if ls "$tmp" | grep -q '\.tmp-'; then fail "$1: temporary files left: $(ls "$tmp" | grep '\.tmp-')"; else ok "$1"; fi
 }
 
 # Generated text: 2,000 lines of words, and 300 blank-line separated documents.
 RANDOM=7
 words=(the whale ship sea captain harpoon white deep sailor wind storm boat ocean call me Ishmael years ago
        never mind how long precisely little money in my purse and nothing particular to interest on shore)
-line() { local s="" i; for ((i = 0; i < $1; i++)); do s+="${words[RANDOM % ${#words[@]}]} "; done; echo "${s% }."; }
 for ((n = 0; n < 2000; n++)); do line 10; done > "$tmp/corpus.txt"
 for ((d = 0; d < 300; d++)); do line 6; line 4; echo; done > "$tmp/docs.txt"
 
 check tokenizer-train 0 "pad 0 eos 1 bos 2 unk 3 <start_of_turn> 4 <end_of_turn> 5" -- \
   "$rgemma" tokenizer train --input "$tmp/corpus.txt" --vocab-size 300 --output "$tmp/tok.model"
-[ -f "$tmp/tok.model" ] && [ -f "$tmp/tok.vocab" ] && echo "ok   tokenizer-files" || fail "tokenizer-files missing"
+[ -f "$tmp/tok.model" ] && [ -f "$tmp/tok.vocab" ] && ok "tokenizer-files" || fail "tokenizer-files missing"
 check tokenizer-too-big 1 "sentencepiece training failed" -- \
   "$rgemma" tokenizer train --input "$tmp/corpus.txt" --vocab-size 50000 --output "$tmp/big.model"
-[ ! -e "$tmp/big.model" ] && echo "ok   tokenizer-no-partial" || fail "tokenizer-no-partial: big.model exists"
+[ ! -e "$tmp/big.model" ] && ok "tokenizer-no-partial" || fail "tokenizer-no-partial: big.model exists"
 no_leftovers tokenizer-no-scratch
 
 # Text: progress on stderr (one line per tenth when not a terminal), the summary on stdout.
 "$rgemma" prepare text --tokenizer "$tmp/tok.model" --input "$tmp/docs.txt" --document block \
   --validation 0.1 --output "$tmp/text.h5" > "$tmp/out.txt" 2> "$tmp/err.txt"; code=$?
-[ $code = 0 ] && echo "ok   prepare-text" || { fail "prepare-text: exit $code"; cat "$tmp/err.txt"; }
+[ $code = 0 ] && ok "prepare-text" || { fail "prepare-text: exit $code"; cat "$tmp/err.txt"; }
 grep -qF "train 270 documents" "$tmp/out.txt" && grep -qF "validation 30 documents" "$tmp/out.txt" \
-  && echo "ok   prepare-text-summary" || { fail "prepare-text-summary"; cat "$tmp/out.txt"; }
+  && ok "prepare-text-summary" || { fail "prepare-text-summary"; cat "$tmp/out.txt"; }
 # Not a terminal: one summary line (no bar), with tokens/s and the peak memory.
 progress=$(grep -c "prepare text" "$tmp/err.txt")
 [ "$progress" = 1 ] && grep -q "^prepare text: .* 300 examples .* tokens/s .* peak memory [0-9]* MiB" "$tmp/err.txt" \
-  && echo "ok   prepare-text-progress-summary" || { fail "prepare-text-progress-summary: $progress lines"; cat "$tmp/err.txt"; }
+  && ok "prepare-text-progress-summary" || { fail "prepare-text-progress-summary: $progress lines"; cat "$tmp/err.txt"; }
 
 cat > "$tmp/chat.jsonl" <<'JSON'
 {"messages": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "call me Ishmael"}, {"role": "assistant", "content": "the whale."}]}
@@ -74,14 +61,14 @@ cp "$tmp/chat.h5" "$tmp/chat.before"
 { head -1 "$tmp/chat.jsonl"; echo '{"messages": [{"role": "user", "content": "hi"}'; } > "$tmp/bad.jsonl"
 check bad-json 1 "$tmp/bad.jsonl:2: malformed JSON" -- \
   "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/bad.jsonl" --output "$tmp/chat.h5"
-cmp -s "$tmp/chat.h5" "$tmp/chat.before" && echo "ok   failed-run-keeps-output" || fail "failed-run-keeps-output"
+cmp -s "$tmp/chat.h5" "$tmp/chat.before" && ok "failed-run-keeps-output" || fail "failed-run-keeps-output"
 echo '{"messages": [{"role": "robot", "content": "hi"}]}' > "$tmp/role.jsonl"
 check bad-role 1 "role.jsonl:1: message 1: unknown role 'robot'" -- \
   "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/role.jsonl" --output "$tmp/role.h5"
 : > "$tmp/empty.txt"
 check empty-corpus 1 "empty corpus" -- \
   "$rgemma" prepare text --tokenizer "$tmp/tok.model" --input "$tmp/empty.txt" --output "$tmp/empty.h5"
-[ ! -e "$tmp/role.h5" ] && [ ! -e "$tmp/empty.h5" ] && echo "ok   no-partial-output" || fail "no-partial-output"
+[ ! -e "$tmp/role.h5" ] && [ ! -e "$tmp/empty.h5" ] && ok "no-partial-output" || fail "no-partial-output"
 no_leftovers no-temporary-files
 check unknown-verb 2 "expected text, chat, preference or prompts after 'prepare', got 'txt'" -- "$rgemma" prepare txt
 check missing-key 2 "missing required key 'tokenizer'" -- "$rgemma" prepare text --input "$tmp/docs.txt" --output "$tmp/x.h5"
@@ -98,7 +85,7 @@ refuse() {
   if [ "$code" != "$want" ]; then fail "$name: exit $code, expected $want"; cat "$tmp/refuse.err"; return; fi
   if [ "$(grep -c . <<<"$lines")" != 1 ]; then fail "$name: not one line on stderr"; cat "$tmp/refuse.err"; return; fi
   if ! grep -qF -- "$pattern" <<<"$lines"; then fail "$name: stderr lacks '$pattern'"; echo "$lines"; return; fi
-  echo "ok   $name"
+  ok "$name"
 }
 
 # Malformed JSONL, one bad line after a good one: exit 1 naming file:2 and the field.
@@ -140,7 +127,7 @@ refuse directory-tokenizer 2 "$tmp: " -- \
   "$rgemma" prepare text --tokenizer "$tmp" --input "$tmp/docs.txt" --output "$tmp/case.h5"
 refuse device-output 2 "/dev/null: is a device, not a regular file" -- \
   "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/chat.jsonl" --output /dev/null
-[ -c /dev/null ] && echo "ok   dev-null-still-a-device" || fail "dev-null-still-a-device"
+[ -c /dev/null ] && ok "dev-null-still-a-device" || fail "dev-null-still-a-device"
 refuse missing-input 2 "$tmp/absent.jsonl: no such file" -- \
   "$rgemma" prepare chat --tokenizer "$tmp/tok.model" --input "$tmp/absent.jsonl" --output "$tmp/case.h5"
 no_leftovers no-temporary-files-after-refusals
@@ -161,8 +148,8 @@ yes "the whale and the sea, call me Ishmael; years ago never mind how long preci
   > "$tmp/out.txt" 2> "$tmp/err.txt"
 peak=$(sed -n 's/.*peak memory \([0-9]*\) MiB.*/\1/p' "$tmp/err.txt")
 [ -n "$peak" ] && [ "$peak" -lt 320 ] && grep -qF "train 1 documents" "$tmp/out.txt" \
-  && echo "ok   prepare-bounded-memory ($peak MiB for a 24 MiB document, bound 320)" \
+  && ok "prepare-bounded-memory ($peak MiB for a 24 MiB document, bound 320)" \
   || { fail "prepare-bounded-memory: peak '$peak' MiB (bound 320)"; cat "$tmp/err.txt" "$tmp/out.txt"; }
 rm -f "$tmp/big.txt" "$tmp/big.h5"
 
-[ $fails = 0 ] && echo "all prepare CLI checks passed" || exit 1
+finish "prepare CLI"

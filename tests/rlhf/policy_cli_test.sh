@@ -10,14 +10,8 @@
 #  - exit 2 naming the file for a prompt set without answers (verifiable reward), a reward model with another
 #    vocabulary, a preference set given as prompts, and a GRPO key given to ppo.
 # Usage: policy_cli_test.sh RGEMMA SOURCE_DIR MPIEXEC [MPIEXEC_FLAGS...]
-set -u
-rgemma=$1 src=$2; shift 2
-mpi=("$@")
-tmp=$(mktemp -d); [ -n "${RG_KEEP_TMP:-}" ] || trap 'rm -rf "$tmp"' EXIT; echo "work dir $tmp"
+. "$(dirname "${BASH_SOURCE[0]}")/../tools/check_lib.sh"
 cd "$tmp"
-. "$src/tests/tools/check_lib.sh"
-fail() { echo "FAIL $*"; fails=$((fails+1)); }
-ok() { echo "ok   $*"; }
 export RG_THREADS=1  # ranks share 2 cores
 
 RANDOM=11
@@ -44,17 +38,11 @@ done
 "$rgemma" init --config "$src/configs/model/tiny.ini" --output sft256 > /dev/null 2>&1 || fail "init sft256"
 "$rgemma" reward --data.train=pairs.h5 --data.tokenizer=tok.model --data.seq_len=64 --train.init_from=sft --train.out=rm \
   --data.micro_batch=8 --train.steps=20 --optim.lr=2e-3 --optim.warmup_steps=2 > rm.log 2>&1 || fail "reward model"
-[ $fails = 0 ] || { echo "fixtures could not be made; stopping"; exit 1; }
+stop_if_failed "fixtures could not be made"
 
 common=(--data.tokenizer=tok.model --data.seq_len=64 --train.init_from=sft --train.log_every=5 --rlhf.max_new_tokens=8)
 verifiable=(--data.train=prompts.h5 --rlhf.verifiable_weight=1)
-run() {  # run CMD NAME NP args...
-  local cmd=$1 name=$2 np=$3; shift 3
-  if [ "$np" = 1 ]; then "$rgemma" $cmd "${common[@]}" --train.out="$name" "$@" > "$name.log" 2>&1
-  else "${mpi[@]}" -np "$np" "$rgemma" $cmd "${common[@]}" --train.out="$name" "$@" > "$name.log" 2>&1; fi
-  local code=$?
-  [ $code = 0 ] || { fail "$name: exit $code"; tail -5 "$name.log"; }
-}
+run() { local cmd=$1 name=$2 np=$3; shift 3; ranks_run "$name" "$np" $cmd "${common[@]}" "$@"; }  # run CMD NAME NP args...
 field() { grep -v '"val_' "$1/metrics.jsonl" | grep -o "\"$2\":[^,}]*" | cut -d: -f2; }
 val_fields() { grep '"val_' "$1/metrics.jsonl" | grep -o "\"$2\":[^,}]*" | cut -d: -f2; }
 # metrics.jsonl without the wall-clock fields (time/..., rollout_tokens_per_s): what must repeat exactly.
@@ -137,5 +125,4 @@ check "a GRPO key given to ppo" 2 "rlhf.group" -- \
 check "no reward at all" 2 "rlhf.reward_model: no reward" -- \
   "$rgemma" grpo "${common[@]}" --data.train=prompts.h5 --train.out=e5
 
-echo "$fails failure(s)"
-[ $fails = 0 ]
+finish "policy command"

@@ -8,14 +8,8 @@
 #  - exit 2 with the file named for a text dataset, a reward folder as the policy, a vocabulary mismatch,
 #    a DPO key given to reward and a bad rlhf.loss.
 # Usage: rlhf_cli_test.sh RGEMMA SOURCE_DIR MPIEXEC [MPIEXEC_FLAGS...]
-set -u
-rgemma=$1 src=$2; shift 2
-mpi=("$@")
-tmp=$(mktemp -d); [ -n "${RG_KEEP_TMP:-}" ] || trap 'rm -rf "$tmp"' EXIT; echo "work dir $tmp"
+. "$(dirname "${BASH_SOURCE[0]}")/../tools/check_lib.sh"
 cd "$tmp"
-. "$src/tests/tools/check_lib.sh"
-fail() { echo "FAIL $*"; fails=$((fails+1)); }
-ok() { echo "ok   $*"; }
 export RG_THREADS=1  # ranks share 2 cores
 
 RANDOM=7
@@ -44,17 +38,11 @@ done
 "$rgemma" prepare text --tokenizer tok.model --input corpus.txt --output corpus.h5 > /dev/null 2>&1 || fail "prepare text"
 "$rgemma" init --config "$src/configs/model/tiny.ini" --model.vocab_size=300 --output sft > /dev/null 2>&1 || fail "init sft"
 "$rgemma" init --config "$src/configs/model/tiny.ini" --output sft256 > /dev/null 2>&1 || fail "init sft256"
-[ $fails = 0 ] || { echo "fixtures could not be made; stopping"; exit 1; }
+stop_if_failed "fixtures could not be made"
 
 common=(--data.tokenizer=tok.model --data.seq_len=64 --train.init_from=sft --train.log_every=10
         --optim.warmup_steps=5 --optim.weight_decay=0 --train.eval_batches=100)
-train() {  # train CMD NAME NP args...
-  local cmd=$1 name=$2 np=$3; shift 3
-  if [ "$np" = 1 ]; then "$rgemma" $cmd "${common[@]}" --train.out="$name" "$@" > "$name.log" 2>&1
-  else "${mpi[@]}" -np "$np" "$rgemma" $cmd "${common[@]}" --train.out="$name" "$@" > "$name.log" 2>&1; fi
-  local code=$?
-  [ $code = 0 ] || { fail "$name: exit $code"; tail -5 "$name.log"; }
-}
+train() { local cmd=$1 name=$2 np=$3; shift 3; ranks_run "$name" "$np" $cmd "${common[@]}" "$@"; }  # train CMD NAME NP args...
 field() { grep -v '"val_' "$1/metrics.jsonl" | grep -o "\"$2\":[^,}]*" | cut -d: -f2; }
 val_field() { grep '"val_' "$1/metrics.jsonl" | tail -1 | grep -o "\"$2\":[^,}]*" | cut -d: -f2; }
 in_range() { awk -v v="$1" -v lo="$2" -v hi="$3" 'BEGIN { exit !(v != "" && v >= lo && v <= hi) }'; }
@@ -157,5 +145,4 @@ check "bad rlhf.loss" 2 "rlhf.loss: expected sigmoid or ipo" -- \
 check "label smoothing with ipo" 2 "rlhf.label_smoothing" -- \
   "$rgemma" dpo "${common[@]}" --data.train=pairs.h5 --rlhf.loss=ipo --rlhf.label_smoothing=0.1 --train.out=e7
 
-echo "$fails failure(s)"
-[ $fails = 0 ]
+finish "RLHF command"

@@ -1,10 +1,7 @@
 #!/usr/bin/env bash
 # The rgemma command as a user meets it: counts from `info`, exit code 2 with one clear line for an unknown
 # command, an unknown option and a bad config key. Usage: cli_test.sh RGEMMA SOURCE_DIR
-set -u
-rgemma=$1 src=$2
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-source "$(dirname "$0")/check_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../tools/check_lib.sh"
 check help 0 "info" -- "$rgemma" --help
 check info-2b 0 "parameters: 2,682,862,080" -- "$rgemma" info --config "$src/configs/model/recurrentgemma-2b.ini"
 check info-2b-embedding 0 "embedding: 655,360,000" -- "$rgemma" info --config "$src/configs/model/recurrentgemma-2b.ini"
@@ -20,5 +17,5 @@ printf '[model]\nwidth = wide\n' > "$tmp/badval.ini"
 check bad-value 2 "$tmp/badval.ini:2: model.width: expected an integer in [1, 65536], got 'wide'" -- "$rgemma" info --config "$tmp/badval.ini"
 check missing-file 2 "nope.ini: cannot open" -- "$rgemma" info --config "$tmp/nope.ini"
 lines=$("$rgemma" info --model.widht=3 2>&1 | wc -l)
-[ "$lines" = 1 ] && echo "ok   one-line-error" || { echo "FAIL one-line-error: $lines lines"; fails=$((fails+1)); }
-[ $fails = 0 ] && echo "all rgemma CLI checks passed" || exit 1
+[ "$lines" = 1 ] && ok one-line-error || fail "one-line-error: $lines lines"
+finish "rgemma CLI"

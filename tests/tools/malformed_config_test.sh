@@ -3,10 +3,7 @@
 # the command line, and bad config files (missing, a directory, /dev/zero, a FIFO, duplicate and unknown
 # keys, bad lines). Every case must exit 2 with one line naming the key or file, and never crash.
 # Usage: malformed_config_test.sh RGEMMA SOURCE_DIR
-set -u
-rgemma=$1 src=$2
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-source "$(dirname "$0")/check_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../tools/check_lib.sh"
 
 # bad NAME FRAGMENT -- command...: exit 2 (never >= 128, a crash), FRAGMENT in the output, and exactly one
 # line of output. The command runs once (each start loads LibTorch); check judges the replayed result.
@@ -19,7 +16,7 @@ bad() {
   check "$name" 2 "$fragment" -- replay
   local lines
   lines=$(printf '%s\n' "$bad_out" | wc -l)
-  [ "$lines" = 1 ] || { echo "FAIL $name: $lines lines of output, expected 1"; fails=$((fails+1)); }
+  [ "$lines" = 1 ] || fail "$name: $lines lines of output, expected 1"
 }
 
 # The training commands parse every key before they touch the dataset, so a missing one is fine here.
@@ -93,4 +90,4 @@ bad binary-file "$tmp/binary.ini" -- "$rgemma" info --config "$tmp/binary.ini"
 check help-range 0 "AdamW beta1, in [0, 1)" -- "${train[@]}" --help
 check_re info-largest-vocab 0 "weights: 20[0-9][0-9]\.[0-9]+ GiB in bfloat16" -- \
   "$rgemma" info --model.vocab_size=16777216 --model.width=65536 --model.depth=1 --model.lru_width=64
-[ $fails = 0 ] && echo "all malformed configuration checks passed" || exit 1
+finish "malformed configuration"

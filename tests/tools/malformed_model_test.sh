@@ -3,10 +3,7 @@
 # by table: each one is refused with exit 2 (configuration: config.json, what the command line names) or 1
 # (runtime I/O: a corrupt weights file), one line that names the file, never a crash (>= 128) or a hang.
 # Usage: malformed_model_test.sh RGEMMA SOURCE_DIR
-set -u
-rgemma=$1 src=$2
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-source "$(dirname "$0")/check_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../tools/check_lib.sh"
 
 # refuse NAME CODE TEXT -- command...: exit CODE, output contains TEXT, exactly one line. Commands run
 # under `timeout 60` (gen, logits), so a read that blocks fails with 124 instead of hanging the suite.
@@ -14,10 +11,10 @@ refuse() {
   local name=$1 want=$2 text=$3; shift 4
   local out code
   out=$("$@" 2>&1); code=$?
-  if [ "$code" != "$want" ]; then echo "FAIL $name: exit $code, expected $want"; echo "${out:0:2000}"; fails=$((fails+1)); return; fi
-  if ! grep -qF -- "$text" <<<"$out"; then echo "FAIL $name: output lacks '$text'"; echo "${out:0:2000}"; fails=$((fails+1)); return; fi
-  if [ "$(wc -l <<<"$out")" != 1 ]; then echo "FAIL $name: not one line"; echo "${out:0:2000}"; fails=$((fails+1)); return; fi
-  echo "ok   $name"
+  if [ "$code" != "$want" ]; then fail "$name: exit $code, expected $want"; echo "${out:0:2000}"; return; fi
+  if ! grep -qF -- "$text" <<<"$out"; then fail "$name: output lacks '$text'"; echo "${out:0:2000}"; return; fi
+  if [ "$(wc -l <<<"$out")" != 1 ]; then fail "$name: not one line"; echo "${out:0:2000}"; return; fi
+  ok "$name"
 }
 le64() {  # an unsigned 64-bit little-endian integer, as safetensors' header length
   local n=$1 i
@@ -27,7 +24,7 @@ st() {  # st OUT HEADER DATA_FILE: a safetensors file built by hand
   { le64 ${#2}; printf '%s' "$2"; cat "$3"; } > "$1"
 }
 
-"$rgemma" init --config "$src/configs/model/tiny.ini" --output "$tmp/good" >/dev/null || { echo "FAIL init"; exit 1; }
+"$rgemma" init --config "$src/configs/model/tiny.ini" --output "$tmp/good" >/dev/null || { fail init; exit 1; }
 good=$tmp/good
 gen() { timeout 60 "$rgemma" generate --model "$1" --prompt-ids 2,3 --max-new-tokens 2 --greedy "${@:2}"; }
 variant() { rm -rf "$tmp/$1"; cp -r "$good" "$tmp/$1"; echo "$tmp/$1"; }
@@ -136,4 +133,4 @@ head -c 20 "$tmp/ok.safetensors" > "$tmp/cut.safetensors"
 refuse logits-truncated 1 "$tmp/cut.safetensors: bad header length" -- logits "$tmp/cut.safetensors"
 refuse logits-nan-weights 1 "NaN" -- logits "$tmp/ok.safetensors" "$tmp/nan"
 
-[ $fails = 0 ] && echo "all malformed-model checks passed" || exit 1
+finish malformed-model

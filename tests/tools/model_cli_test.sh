@@ -2,18 +2,15 @@
 # The model commands as users run them: init -> generate (from a folder and from a config), the
 # benchmarks' JSON lines, and one-line errors with exit codes for bad prompts and conflicting options.
 # Usage: model_cli_test.sh RGEMMA SOURCE_DIR
-set -u
-rgemma=$1 src=$2
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
-source "$(dirname "$0")/check_lib.sh"
+. "$(dirname "${BASH_SOURCE[0]}")/../tools/check_lib.sh"
 tiny="$src/configs/model/tiny.ini"
 check_re init 0 "init: [0-9]+ parameters" -- "$rgemma" init --config "$tiny" --output "$tmp/tiny"
-[ -f "$tmp/tiny/config.json" ] && [ -f "$tmp/tiny/model.safetensors" ] && echo "ok   init-files" || { echo "FAIL init-files"; fails=$((fails+1)); }
+[ -f "$tmp/tiny/config.json" ] && [ -f "$tmp/tiny/model.safetensors" ] && ok init-files || fail init-files
 check_re generate-folder 0 "^[0-9]+(,[0-9]+){4}$" -- "$rgemma" generate --model "$tmp/tiny" --prompt-ids 2,5,7 --max-new-tokens 5 --greedy --stop-ids none
 check_re generate-config 0 "^[0-9]+(,[0-9]+){4}$" -- "$rgemma" generate --config "$tiny" --prompt-ids 2,5,7 --max-new-tokens 5 --stop-ids none
 a=$("$rgemma" generate --model "$tmp/tiny" --prompt-ids 2,9 --max-new-tokens 20 --seed 3 --temperature 1.3 --stop-ids none 2>/dev/null)
 b=$("$rgemma" generate --model "$tmp/tiny" --prompt-ids 2,9 --max-new-tokens 20 --seed 3 --temperature 1.3 --stop-ids none 2>/dev/null)
-[ -n "$a" ] && [ "$a" = "$b" ] && echo "ok   generate-seeded" || { echo "FAIL generate-seeded: '$a' vs '$b'"; fails=$((fails+1)); }
+[ -n "$a" ] && [ "$a" = "$b" ] && ok generate-seeded || fail "generate-seeded: '$a' vs '$b'"
 check_re bad-id 2 "prompt-ids: token id 999 is outside the model's vocabulary \[0, 256\)" -- "$rgemma" generate --model "$tmp/tiny" --prompt-ids 2,999
 check_re bad-ids 2 "prompt-ids: expected comma-separated integers >= 0, got 'x'" -- "$rgemma" generate --model "$tmp/tiny" --prompt-ids 2,x
 # Partial numbers used to be read as their prefix ("2 3" as 2, "1-2" as 1); every id must be whole.
@@ -42,7 +39,7 @@ check tokenizer-fifo 2 "tokenizer: $tmp/tok.fifo: is a FIFO" -- timeout 60 "$rge
 check_re model-too-big 1 "building the model: [0-9]+ parameters as float32 .*out of memory: needs about" -- "$rgemma" generate --config "$tiny" --model.vocab_size=16777216 --model.width=65536 --model.lru_width=65536 --prompt-ids 2
 out=$("$rgemma" bench step --config "$tiny" --batch 1000000 --seq 1000000 --repeats 1 2>&1); code=$?
 [ "$code" = 1 ] && [ "$(wc -l <<<"$out")" = 1 ] && ! grep -q "Exception raised from\|frame #" <<<"$out" && grep -qi "alloc" <<<"$out" \
-  && echo "ok   libtorch-error-one-line" || { echo "FAIL libtorch-error-one-line: exit $code"; echo "$out" | head -5; fails=$((fails+1)); }
+  && ok libtorch-error-one-line || { fail "libtorch-error-one-line: exit $code"; echo "$out" | head -5; }
 check_re conflict 2 "model.width: conflicts with --model" -- "$rgemma" generate --model "$tmp/tiny" --model.width=32 --prompt-ids 2
 check_re missing-folder 2 "model: $tmp/nope: no such folder" -- "$rgemma" generate --model "$tmp/nope" --prompt-ids 2
 check_re bench-scan 0 '"name":"scan_speedup"' -- "$rgemma" bench scan --batch 1 --seq 64 --width 32 --repeats 1
@@ -55,4 +52,4 @@ check_re bench-unknown 2 "unknown benchmark 'scna'" -- "$rgemma" bench scna
 check bench-lengths 2 "lengths: expected comma-separated integers in [1, " -- "$rgemma" bench sample --config "$tiny" --lengths 1-2
 check bench-repeats 2 "repeats: expected an integer >= 1, got 0" -- "$rgemma" bench scan --repeats 0
 check bench-ranks 2 "ranks: expected comma-separated integers in [1, 4096], got '2 3'" -- "$rgemma" bench train --config "$tiny" --ranks "2 3"
-[ $fails = 0 ] && echo "all model command checks passed" || exit 1
+finish "model command"

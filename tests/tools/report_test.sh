@@ -11,14 +11,8 @@
 #  - exit 2 naming a folder without metrics.jsonl, exit 2 without --output, exit 1 with one line when the
 #    interpreter has no matplotlib or does not exist.
 # Usage: report_test.sh RGEMMA SOURCE_DIR [MPIEXEC [MPIEXEC_FLAGS...]]   (no MPIEXEC: the 2-rank run is skipped)
-set -u
-rgemma=$(cd "$(dirname "$1")" && pwd)/$(basename "$1") src=$(cd "$2" && pwd); shift 2
-mpi=("$@")
-tmp=$(mktemp -d); [ -n "${RG_KEEP_TMP:-}" ] || trap 'rm -rf "$tmp"' EXIT; echo "work dir $tmp"
+. "$(dirname "${BASH_SOURCE[0]}")/../tools/check_lib.sh"
 cd "$tmp"
-. "$src/tests/tools/check_lib.sh"
-fail() { echo "FAIL $*"; fails=$((fails+1)); }
-ok() { echo "ok   $*"; }
 export RG_THREADS=1  # ranks share 2 cores
 py=/usr/bin/python3
 if ! "$py" -c 'import matplotlib' 2>/dev/null; then echo "no matplotlib for $py: skipped"; exit 77; fi
@@ -50,28 +44,21 @@ done
 "$rgemma" prepare preference --tokenizer tok.model --input pairs.jsonl --validation 0.25 --output pairs.h5 \
   > /dev/null 2>&1 || fail "prepare preference"
 "$rgemma" init --config "$src/configs/model/tiny.ini" --model.vocab_size=300 --output init > /dev/null 2>&1 || fail "init"
-[ $fails = 0 ] || { echo "fixtures could not be made; stopping"; exit 1; }
+stop_if_failed "fixtures could not be made"
 
 # The runs.
 pretrain=(pretrain --config "$src/configs/model/tiny.ini" --model.vocab_size=300 --data.train=digits.h5
           --data.tokenizer=tok.model --data.seq_len=32 --data.micro_batch=4 --train.steps=16 --train.log_every=4
           --train.eval_every=8 --train.eval_batches=2 --optim.lr=3e-3 --optim.warmup_steps=4)
-run() {  # run NAME NP args...
-  local name=$1 np=$2; shift 2
-  if [ "$np" = 1 ]; then "$rgemma" "$@" --train.out="$name" > "$name.log" 2>&1
-  else "${mpi[@]}" -np "$np" "$rgemma" "$@" --train.out="$name" > "$name.log" 2>&1; fi
-  local code=$?
-  [ $code = 0 ] || { fail "$name: exit $code"; tail -5 "$name.log"; }
-}
-run pretrain-1rank 1 "${pretrain[@]}"
+ranks_run pretrain-1rank 1 "${pretrain[@]}"
 runs=(pretrain-1rank)
-if [ ${#mpi[@]} -gt 0 ]; then run pretrain-2ranks 2 "${pretrain[@]}"; runs+=(pretrain-2ranks)
+if [ ${#mpi[@]} -gt 0 ]; then ranks_run pretrain-2ranks 2 "${pretrain[@]}"; runs+=(pretrain-2ranks)
 else echo "no MPIEXEC given: the 2-rank run is skipped"; fi
-run rm 1 reward --data.train=pairs.h5 --data.tokenizer=tok.model --data.seq_len=48 --data.micro_batch=4 \
+ranks_run rm 1 reward --data.train=pairs.h5 --data.tokenizer=tok.model --data.seq_len=48 --data.micro_batch=4 \
   --train.init_from=init --train.steps=16 --train.log_every=4 --train.eval_every=8 --train.eval_batches=100 \
   --optim.lr=2e-3 --optim.warmup_steps=4
 runs+=(rm)
-[ $fails = 0 ] || { echo "the runs failed; stopping"; exit 1; }
+stop_if_failed "the runs failed"
 
 # The report.
 "$rgemma" report "${runs[@]}" --output rep > report.log 2>&1 && ok "report: exit 0" || { fail "report: exit $?"; cat report.log; }
@@ -148,4 +135,4 @@ check "python without matplotlib" 1 "matplotlib is missing" -- "$rgemma" report 
 check "no python" 1 "no Python interpreter at $tmp/none" -- "$rgemma" report pretrain-1rank --output rep2 --python="$tmp/none"
 lines=$("$rgemma" report pretrain-1rank --output rep2 --python="$tmp/nosite-python" 2>&1 | wc -l)
 [ "$lines" = 1 ] && ok "one-line error" || fail "missing matplotlib: $lines lines"
-[ $fails = 0 ] && echo "all report checks passed" || exit 1
+finish report

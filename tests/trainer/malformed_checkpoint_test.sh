@@ -5,16 +5,12 @@
 # exit 2 (1 for I/O) with one line on stderr naming the file; never a crash (exit >= 128), never "done",
 # and neither the original nor the corrupted copy is modified.
 # Usage: malformed_checkpoint_test.sh RGEMMA SOURCE_DIR
-set -u
-rgemma=$1 src=$2
-source "$src/tests/tools/check_lib.sh"
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/../tools/check_lib.sh"
 cd "$tmp"
 export RG_THREADS=1
 
 RANDOM=7
 words=(the whale ship sea captain harpoon white deep sailor wind storm boat ocean night moon star rope deck)
-line() { local s="" i; for ((i = 0; i < $1; i++)); do s+="${words[RANDOM % ${#words[@]}]} "; done; echo "${s% }."; }
 for ((d = 0; d < 200; d++)); do line 9; line 6; echo; done > corpus.txt
 "$rgemma" tokenizer train --input corpus.txt --vocab-size 300 --output tok.model > /dev/null 2>&1 &&
   "$rgemma" prepare text --tokenizer tok.model --input corpus.txt --document block --output corpus.h5 > /dev/null 2>&1 ||
@@ -53,7 +49,7 @@ case_() {
   [ "${1:-}" = -- ] && shift
   local dir="cases/$name" step="step-00000${FROM_STEP:-1}"
   mkdir -p "$dir/checkpoints" && cp -r "good/checkpoints/$step" "$dir/checkpoints/"
-  if ! (cd "$dir/checkpoints/$step" && eval "$corruption"); then echo "FAIL $name: corruption failed"; fails=$((fails+1)); return; fi
+  if ! (cd "$dir/checkpoints/$step" && eval "$corruption"); then fail "$name: corruption failed"; return; fi
   local before; before=$(tree_sum "$dir/checkpoints")
   "$rgemma" pretrain "${common[@]}" --train.out="$dir" "$@" > "$dir.out" 2> "$dir.err"
   local code=$? problems=()
@@ -63,8 +59,8 @@ case_() {
   [ "$(wc -l < "$dir.err")" = 1 ] || problems+=("$(wc -l < "$dir.err") stderr lines, expected 1")
   grep -qF -- "$file" "$dir.err" || problems+=("message does not name $file")
   [ "$(tree_sum "$dir/checkpoints")" = "$before" ] || problems+=("the checkpoint was modified")
-  if [ ${#problems[@]} = 0 ]; then echo "ok   $name: $(head -c 200 "$dir.err")"
-  else echo "FAIL $name: ${problems[*]}"; head -c 600 "$dir.err"; echo; fails=$((fails+1)); fi
+  if [ ${#problems[@]} = 0 ]; then ok "$name: $(head -c 200 "$dir.err")"
+  else fail "$name: ${problems[*]}"; head -c 600 "$dir.err"; echo; fi
 }
 
 # The pristine copy resumes (the table's baseline: only the corruption makes a case fail).
@@ -118,6 +114,6 @@ check_re "train.comm = nccl refused here" 2 "train.comm: communicator 'nccl' (wa
 check "train.comm = bogus refused" 2 "train.comm: expected auto, single, mpi or nccl, got 'gloo'" -- \
   "$rgemma" pretrain "${common[@]}" --train.comm=gloo --train.out=comm-bogus
 
-[ "$(tree_sum good/checkpoints)" = "$good_sum" ] && echo "ok   the original checkpoints are unchanged" ||
-  { echo "FAIL the original checkpoints were modified"; fails=$((fails+1)); }
-[ $fails = 0 ] && echo "all malformed-checkpoint checks passed" || { echo "$fails malformed-checkpoint checks failed"; exit 1; }
+[ "$(tree_sum good/checkpoints)" = "$good_sum" ] && ok "the original checkpoints are unchanged" ||
+  fail "the original checkpoints were modified"
+finish malformed-checkpoint

@@ -11,41 +11,26 @@
 #    vocabulary mismatch, overflowing batch) exit 2 before any step; SFT rows without a supervised target
 #    are counted and warned about, and a step with none at all exits 1.
 # Usage: train_cli_test.sh RGEMMA SOURCE_DIR MPIEXEC [MPIEXEC_FLAGS...]
-set -u
-rgemma=$1 src=$2; shift 2
-mpi=("$@")
-tmp=$(mktemp -d); trap 'rm -rf "$tmp"' EXIT
+. "$(dirname "${BASH_SOURCE[0]}")/../tools/check_lib.sh"
 cd "$tmp"
-fails=0
-fail() { echo "FAIL $*"; fails=$((fails+1)); }
-ok() { echo "ok   $*"; }
 export RG_THREADS=1  # ranks share 2 cores
 
 RANDOM=11
 words=(the whale ship sea captain harpoon white deep sailor wind storm boat ocean night moon star rope deck)
-line() { local s="" i; for ((i = 0; i < $1; i++)); do s+="${words[RANDOM % ${#words[@]}]} "; done; echo "${s% }."; }
-# words_into VAR N: N random words into VAR without a subshell (RANDOM stays on its seeded sequence).
-words_into() { local -n into=$1; local i; into=""; for ((i = 0; i < $2; i++)); do into+="${words[RANDOM % ${#words[@]}]} "; done; into="${into% }."; }
 for ((d = 0; d < 400; d++)); do line 9; line 6; echo; done > corpus.txt
 "$rgemma" tokenizer train --input corpus.txt --vocab-size 300 --output tok.model > /dev/null 2>&1 || fail "tokenizer"
 "$rgemma" prepare text --tokenizer tok.model --input corpus.txt --document block --validation 0.05 \
   --output corpus.h5 > /dev/null 2>&1 || fail "prepare text"
 for ((c = 0; c < 60; c++)); do
-  words_into prompt 5; words_into answer 7
+  words_into prompt 5 .; words_into answer 7 .
   printf '{"messages": [{"role": "user", "content": "%s"}, {"role": "assistant", "content": "%s"}]}\n' "$prompt" "$answer"
 done > chat.jsonl
 "$rgemma" prepare chat --tokenizer tok.model --input chat.jsonl --output chat.h5 > /dev/null 2>&1 || fail "prepare chat"
-[ $fails = 0 ] || { echo "fixtures could not be made; stopping"; exit 1; }
+stop_if_failed "fixtures could not be made"
 
 common=(--config "$src/configs/model/tiny.ini" --model.vocab_size=300 --data.train=corpus.h5 --data.seq_len=48
         --data.tokenizer=tok.model --train.steps=20 --train.log_every=10 --checkpoint.every=10 --optim.lr=1e-3)
-run() {  # run NAME NP args...: a pretraining run into folder NAME
-  local name=$1 np=$2; shift 2
-  if [ "$np" = 1 ]; then "$rgemma" pretrain "${common[@]}" --train.out="$name" "$@" > "$name.log" 2>&1
-  else "${mpi[@]}" -np "$np" "$rgemma" pretrain "${common[@]}" --train.out="$name" "$@" > "$name.log" 2>&1; fi
-  local code=$?
-  [ $code = 0 ] || { fail "$name: exit $code"; tail -5 "$name.log"; }
-}
+run() { local name=$1 np=$2; shift 2; ranks_run "$name" "$np" pretrain "${common[@]}" "$@"; }  # run NAME NP args...
 losses() { grep -v val_loss "$1/metrics.jsonl" | grep -o '"loss":[^,}]*' | cut -d: -f2; }
 # same_losses NAME A B TOL [SKIP]: the loss lines of B match A's (A's first SKIP lines skipped) within TOL.
 same_losses() {
@@ -185,7 +170,7 @@ out=$("$rgemma" pretrain "${common[@]}" --data.micro_batch=4611686018427387904 -
 # The lines are drawn in this shell, not in $(...): bash reseeds RANDOM in every subshell, which made the
 # file (and so the draw) differ from run to run.
 for ((c = 0; c < 40; c++)); do
-  words_into prompt $(((c % 4) ? 2 : 40)); words_into answer 5
+  words_into prompt $(((c % 4) ? 2 : 40)) .; words_into answer 5 .
   printf '{"messages": [{"role": "user", "content": "%s"}, {"role": "assistant", "content": "%s"}]}\n' \
     "$prompt" "$answer"
 done > mixed.jsonl
@@ -214,4 +199,4 @@ out=$(RG_MPIEXEC="${mpi[0]}" "$rgemma" bench train --config "$src/configs/model/
 [ $code = 0 ] && grep -q '"name":"weak_scaling"' <<<"$out" && grep -q '"ranks":2' <<<"$out" \
   && ok "bench train reports weak scaling" || fail "bench train: exit $code: $out"
 
-[ $fails = 0 ] && echo "all training checks passed" || { echo "$fails training checks failed"; exit 1; }
+finish training
