@@ -225,6 +225,36 @@ TEST(PickTokens, SameTokenAsTheSortedReferenceForEachU) {
   }
 }
 
+// The plain rule (no top-k / top-p) walks the vocabulary in id order: u picks the first token whose
+// cumulative probability exceeds u, here from float64 softmax in a slow loop. Rows of 5 to 3,000 tokens (the
+// CPU path splits rows over threads by size); a u within float32 rounding (~1e-7) of a cut could go either
+// way, and the 1000-point grid is 1e-3 apart, so none is that close.
+TEST(PickTokens, PlainRuleIsTheInverseCdfInIdOrder) {
+  torch::manual_seed(4);
+  for (const int64_t V : {5, 200, 3000}) {
+    const torch::Tensor logits = torch::randn({V}) * 2;
+    SamplerOptions o;
+    o.temperature = 0.8;
+    const int64_t n = 1000;
+    const torch::Tensor u = (torch::arange(n, torch::kDouble) + 0.5) / n;
+    const torch::Tensor ids = pick_tokens(logits.unsqueeze(0).expand({n, V}), o, u).ids;
+    const torch::Tensor p = torch::softmax(logits.to(torch::kDouble) / o.temperature, 0).contiguous();
+    int64_t differ = 0;
+    for (int64_t i = 0; i < n; ++i) {
+      double cumulative = 0;
+      int64_t want = V - 1;
+      for (int64_t t = 0; t < V; ++t) {
+        if ((cumulative += p[t].item<double>()) > u[i].item<double>()) {
+          want = t;
+          break;
+        }
+      }
+      differ += ids[i].item<int64_t>() != want;
+    }
+    EXPECT_EQ(differ, 0) << "V=" << V;
+  }
+}
+
 // log_softmax(l / T)[id] over the whole vocabulary, truncation or not. The batched rule computes it in
 // float32 as (l - max) / T - log sum exp: |z| <= (max - min) / T = 20 here, a sum of V = 50 terms each
 // <= 1, two chained steps; the float64 reference is exact by comparison.
