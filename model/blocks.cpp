@@ -8,6 +8,8 @@
 
 #include "model/kernels/decode_step.h"
 
+#include <ATen/record_function.h>
+
 #include <cmath>
 
 namespace rg {
@@ -36,6 +38,7 @@ torch::Tensor attend(const torch::Tensor& q, const torch::Tensor& k, const torch
 
 torch::Tensor local_attention(const torch::Tensor& q, const torch::Tensor& k, const torch::Tensor& v,
                               const torch::Tensor& doc, int64_t window) {
+  RECORD_USER_SCOPE("rg::attention");  // the forward's masks, scores and softmax, for `rgemma bench step --profile`
   const int64_t T = q.size(1);
   const int64_t w = window > 0 ? window : T;
   // Query chunks of at least 64 rows keep the matmuls efficient; a quarter window bounds the share of

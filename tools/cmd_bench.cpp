@@ -1,7 +1,9 @@
 // `rgemma bench scan|step|sample|train`: speed and memory figures, one JSON object per line (name, batch, seq,
 // threads, tokens_per_s, ...). Benchmarks print figures; targets are judged by people, not asserted.
 //   scan    the RG-LRU scan alone: reference loop vs fast kernel, forward and forward+backward
-//   step    a training step (forward + cross-entropy + backward) of a [model] config, and the scan's share
+//   step    a training step (forward + cross-entropy + backward) of a [model] config, and the scan's share;
+//           --profile adds the trainer's own step (chunked loss, clipping, AdamW) under LibTorch's profiler:
+//           self time per op class (matmul, attention, rg_lru, loss, optimizer, autograd, elementwise_other)
 //   sample  sampling tokens/s and state bytes vs generated length, --vs a second model (Figure 1a)
 //   prefill prompt-processing tokens/s vs prompt length, --vs a second model (Figure 1b)
 //   train   the data-parallel training step (ZeRO AdamW over MPI) per rank at 1, 2, ... ranks: weak scaling
@@ -18,15 +20,19 @@
 #include "trainer/trainer.h"
 
 #include <ATen/Parallel.h>
+#include <torch/csrc/autograd/profiler_legacy.h>
 #include <nlohmann/json.hpp>
 
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <map>
+#include <set>
 #include <sstream>
 
 namespace {
@@ -97,14 +103,118 @@ int bench_scan(int argc, char** argv) {
   return 0;
 }
 
+// ---- bench step --profile -----------------------------------------------------------------------------
+
+// The class of a profiled range: by its own name first (a matmul inside the loss counts as matmul), then by
+// the innermost enclosing rg:: scope (RECORD_USER_SCOPE in the model, the chunked loss and the optimizer).
+std::string op_class(const std::string& name, const std::string& scope) {
+  static const std::set<std::string> matmul = {"aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm",
+                                               "aten::matmul", "aten::linear", "aten::addmv", "aten::mv",
+                                               "aten::dot", "aten::einsum"};
+  static const std::set<std::string> attention = {"aten::softmax", "aten::_softmax", "aten::_softmax_backward_data",
+                                                  "aten::masked_fill", "aten::masked_fill_"};
+  if (matmul.count(name)) return "matmul";
+  if (attention.count(name)) return "attention";
+  for (const char* loss : {"log_softmax", "nll_loss", "cross_entropy", "logsumexp"}) {
+    if (name.find(loss) != std::string::npos) return "loss";
+  }
+  if (name.find("Backward") != std::string::npos || name.rfind("CppNode", 0) == 0) return "autograd";
+  if (scope.rfind("rg::rg_lru", 0) == 0) return "rg_lru";
+  if (scope == "rg::attention") return "attention";
+  if (scope == "rg::loss_chunk") return "loss";
+  if (scope == "rg::optimizer") return "optimizer";
+  return "elementwise_other";
+}
+
+struct OpProfile {
+  std::map<std::string, double> class_us, op_us;  // self time (its elapsed minus its children's)
+  double total_us = 0;
+};
+
+// Push/pop pairs per thread, matched by handle on a stack; each range's self time goes to its class.
+OpProfile self_time_by_class(const torch::autograd::profiler::thread_event_lists& threads) {
+  using torch::autograd::profiler::EventKind;
+  struct Open {
+    const torch::autograd::profiler::LegacyEvent* push;
+    std::string scope;  // innermost rg:: range, this one included
+    double children_us = 0;
+  };
+  OpProfile p;
+  for (const auto& events : threads) {
+    std::vector<Open> stack;
+    for (const auto& e : events) {
+      if (e.kind() == EventKind::PushRange) {
+        const std::string name = e.name();
+        stack.push_back({&e, name.rfind("rg::", 0) == 0 ? name : stack.empty() ? "" : stack.back().scope});
+      } else if (e.kind() == EventKind::PopRange) {
+        auto open = std::find_if(stack.rbegin(), stack.rend(), [&](const Open& o) { return o.push->handle() == e.handle(); });
+        if (open == stack.rend()) continue;  // opened before the profiler started
+        const Open o = *open;
+        stack.erase(std::prev(open.base()), stack.end());
+        const double elapsed = o.push->cpuElapsedUs(e), self = elapsed - o.children_us;
+        if (stack.empty()) p.total_us += elapsed;
+        else stack.back().children_us += elapsed;
+        p.class_us[op_class(o.push->name(), o.scope)] += self;
+        p.op_us[o.push->name()] += self;
+      }
+    }
+  }
+  return p;
+}
+
+// The trainer's own step (hidden, chunked loss, backward, clipping, AdamW through a single-process ZeRO
+// optimizer): the median wall time of `repeats` plain steps, then `repeats` steps under the legacy profiler.
+void profile_train_step(rg::Griffin& model, const nlohmann::json& config, int64_t batch, int64_t seq,
+                        int64_t repeats) {
+  auto comm = rg::comm::make_communicator("single");
+  rg::trainer::ZeroOptimizer optimizer(rg::trainer::zero_params_from(model->named_parameters()), *comm, {});
+  rg::trainer::NonFiniteGuard guard;
+  torch::manual_seed(2);
+  const int64_t V = model->config().vocab_size;
+  const rg::trainer::MicroBatch b{torch::randint(V, {batch, seq}, torch::kLong),
+                                  torch::randint(V, {batch, seq}, torch::kLong),
+                                  torch::arange(seq, torch::kLong).repeat({batch, 1}), torch::ones({batch, seq}),
+                                  static_cast<double>(batch * seq)};
+  int64_t step = 0;
+  const auto train = [&] { rg::trainer::train_step(model, optimizer, *comm, {b}, 1.0, 1e-4, guard, ++step); };
+  const double plain = time_median(repeats, train);
+  namespace prof = torch::autograd::profiler;
+  prof::enableProfilerLegacy(torch::profiler::impl::ProfilerConfig(torch::profiler::impl::ProfilerState::CPU));
+  const auto start = Clock::now();
+  for (int64_t i = 0; i < repeats; ++i) train();
+  const double profiled = seconds_since(start) / repeats;
+  const OpProfile p = self_time_by_class(prof::disableProfilerLegacy());
+  nlohmann::json j = config;
+  j["name"] = "train_step_profile";
+  j["profiled_steps"] = repeats;
+  j["ms_per_step"] = plain * 1e3;
+  j["tokens_per_s"] = batch * seq / plain;
+  j["profiled_ms_per_step"] = profiled * 1e3;
+  j["recorded_ms_per_step"] = p.total_us / 1e3 / repeats;  // the top-level ranges' time: what the shares divide
+  for (const char* c : {"matmul", "attention", "rg_lru", "loss", "optimizer", "autograd", "elementwise_other"}) {
+    const double us = p.class_us.count(c) ? p.class_us.at(c) : 0.0;
+    j[std::string(c) + "_ms"] = us / 1e3 / repeats;
+    j[std::string(c) + "_share"] = p.total_us > 0 ? us / p.total_us : 0.0;
+  }
+  std::vector<std::pair<double, std::string>> ops;
+  for (const auto& [name, us] : p.op_us) ops.emplace_back(us, name);
+  std::sort(ops.rbegin(), ops.rend());
+  nlohmann::json top = nlohmann::json::array();
+  for (size_t i = 0; i < std::min<size_t>(10, ops.size()); ++i) top.push_back({ops[i].second, ops[i].first / 1e3 / repeats});
+  j["top_ops"] = top;
+  emit(j);
+}
+
 int bench_step(int argc, char** argv) {
   rg::config::Options o(argv[0], "Tokens/s of a training step (forward + cross-entropy + backward) of a [model] config.");
   rg::tools::ModelSource source;
   int64_t batch = 4, seq = 512, threads = 0, repeats = 3;
   std::string scan = "auto";
+  bool profile = false;
   o.add("batch", &batch, "batch B").add("seq", &seq, "sequence length T")
       .add("threads", &threads, "intra-op threads (0 = cores / local ranks)").add("repeats", &repeats, "timed steps")
-      .add("scan", &scan, "scan implementation: auto | reference | fast");
+      .add("scan", &scan, "scan implementation: auto | reference | fast")
+      .add("profile", &profile, "then profile the trainer's step: self time per op class (train_step_profile)");
   rg::tools::add_model_source_options(o, &source);
   if (!o.parse(argc, argv)) return 0;
   require_positive(o, {{"batch", batch}, {"seq", seq}, {"repeats", repeats}});
@@ -146,6 +256,10 @@ int bench_step(int argc, char** argv) {
         {"scan", impl == rg::kernels::ScanImpl::kReference ? "reference (op-by-op RG-LRU)" : "fused RG-LRU"}, {"parameters", model->num_parameters()},
         {"ms_per_step", step * 1e3}, {"tokens_per_s", batch * seq / step}, {"scan_ms", scan_s * 1e3},
         {"scan_share", scan_s / step}});
+  if (profile) {
+    profile_train_step(model, {{"batch", batch}, {"seq", seq}, {"threads", used}, {"dtype", source.dtype}}, batch,
+                       seq, repeats);
+  }
   return 0;
 }
 

@@ -30,6 +30,7 @@
 #include "trainer/schedule.h"
 #include "trainer/zero_optimizer.h"
 
+#include <ATen/record_function.h>
 #include <torch/cuda.h>
 #include <torch/nn/functional/loss.h>
 
@@ -438,6 +439,7 @@ double masked_token_loss(Griffin& model, const torch::Tensor& hidden, const torc
   const torch::Tensor flat = h.reshape({-1, W}), t = targets.reshape(-1), m = loss_mask.reshape(-1);  // (N, W), (N)
   double total = 0;
   for (int64_t s = 0; s < flat.size(0); s += chunk_tokens) {
+    RECORD_USER_SCOPE("rg::loss_chunk");  // logits, cross entropy and their backward (`bench step --profile`)
     const int64_t n = std::min(chunk_tokens, flat.size(0) - s);
     const torch::Tensor logits = model->logits(flat.narrow(0, s, n)).to(torch::kFloat);  // (n, V)
     namespace F = torch::nn::functional;

@@ -5,6 +5,7 @@
 #include "model/io/json_brief.h"
 #include "trainer/checkpoint.h"
 
+#include <ATen/record_function.h>
 #include <torch/serialize.h>
 #include <torch/torch.h>
 
@@ -157,6 +158,7 @@ void ZeroOptimizer::gather_grad_range(int64_t begin, torch::Tensor out) const {
 }
 
 void ZeroOptimizer::reduce_gradients(std::optional<double> grad_scale) {
+  RECORD_USER_SCOPE("rg::optimizer");  // reduce, clip and step, for `rgemma bench step --profile`
   torch::NoGradGuard no_grad;
   if (config_.stage == 1) reattach_flat_grads();
   const int64_t bucket = std::min(config_.bucket_numel, shard_);
@@ -182,6 +184,7 @@ void ZeroOptimizer::reduce_gradients(std::optional<double> grad_scale) {
 }
 
 double ZeroOptimizer::clip_grad_norm(double max_norm) {
+  RECORD_USER_SCOPE("rg::optimizer");
   torch::NoGradGuard no_grad;
   const double local = grad_slice_.square().sum(torch::kDouble).item<double>();
   const double norm = std::sqrt(comm_.all_reduce_scalar(local));
@@ -194,6 +197,7 @@ double ZeroOptimizer::clip_grad_norm(double max_norm) {
 }
 
 void ZeroOptimizer::step(double lr) {
+  RECORD_USER_SCOPE("rg::optimizer");
   torch::NoGradGuard no_grad;
   ++step_;
   const double bc1 = 1.0 - std::pow(config_.beta1, static_cast<double>(step_));

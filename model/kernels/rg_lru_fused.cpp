@@ -13,6 +13,7 @@
 #include "model/kernels/rg_lru_fused.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <cmath>
@@ -154,6 +155,7 @@ struct FusedFunction : public torch::autograd::Function<FusedFunction> {
                                                 const at::Tensor& zx_in, const at::Tensor& za_in,
                                                 const at::Tensor& p_in, const at::Tensor& reset_in,
                                                 const at::Tensor& h0_in) {
+    RECORD_USER_SCOPE("rg::rg_lru_fused");  // for `rgemma bench step --profile`
     const auto dtype = x_in.scalar_type();
     const at::Tensor x = x_in.contiguous(), zx = zx_in.to(dtype).contiguous(), za = za_in.to(dtype).contiguous();
     const at::Tensor p = p_in.to(dtype).contiguous(), reset = reset_in.to(at::kBool).contiguous();
@@ -174,6 +176,7 @@ struct FusedFunction : public torch::autograd::Function<FusedFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    RECORD_USER_SCOPE("rg::rg_lru_fused_backward");
     const auto s = ctx->get_saved_variables();
     const at::Tensor &x = s[0], &zx = s[1], &za = s[2], &p = s[3], &reset = s[4], &h0 = s[5];
     const auto dtype = x.scalar_type();

@@ -9,6 +9,7 @@
 #include "model/kernels/rg_lru_scan.h"
 
 #include <ATen/Parallel.h>
+#include <ATen/record_function.h>
 #include <torch/csrc/autograd/custom_function.h>
 
 #include <algorithm>
@@ -200,6 +201,7 @@ ScanGrads fast_backward(const at::Tensor& a_in, const at::Tensor& x_in, const at
 struct ScanFunction : public torch::autograd::Function<ScanFunction> {
   static torch::autograd::variable_list forward(torch::autograd::AutogradContext* ctx, const at::Tensor& a,
                                                 const at::Tensor& x, const at::Tensor& h0, int64_t impl) {
+    RECORD_USER_SCOPE("rg::rg_lru_scan");  // for `rgemma bench step --profile`
     ctx->save_for_backward({a, x, h0});
     ctx->saved_data["impl"] = impl;
     auto [y, h_last] = scan_forward(a, x, h0, static_cast<ScanImpl>(impl));
@@ -208,6 +210,7 @@ struct ScanFunction : public torch::autograd::Function<ScanFunction> {
 
   static torch::autograd::variable_list backward(torch::autograd::AutogradContext* ctx,
                                                  torch::autograd::variable_list grads) {
+    RECORD_USER_SCOPE("rg::rg_lru_scan_backward");
     const auto saved = ctx->get_saved_variables();
     const auto impl = static_cast<ScanImpl>(ctx->saved_data["impl"].toInt());
     ScanGrads g = scan_backward(saved[0], saved[1], saved[2], grads[0], grads[1], impl);
