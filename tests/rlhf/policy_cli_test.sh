@@ -16,15 +16,17 @@ export RG_THREADS=1  # ranks share 2 cores
 
 RANDOM=11
 words=(the ship sea captain harpoon white deep sailor wind storm boat ocean night moon star rope deck)
-pick() { local s="" i; for ((i = 0; i < $1; i++)); do s+="${words[RANDOM % ${#words[@]}]} "; done; echo "${s% }"; }
-for ((d = 0; d < 300; d++)); do echo "$(pick 8) whale $(pick 5)."; done > corpus.txt
+# Every word is drawn in this shell with words_into (check_lib.sh), never in $(...): bash reseeds RANDOM in each
+# subshell, so fixtures drawn there changed from run to run.
+for ((d = 0; d < 300; d++)); do words_into x 8; words_into y 5; echo "$x whale $y."; done > corpus.txt
 "$rgemma" tokenizer train --input corpus.txt --vocab-size 300 --output tok.model > /dev/null 2>&1 || fail "tokenizer"
 : > prompts.jsonl; : > plain.jsonl; : > pairs.jsonl
 for ((p = 0; p < 200; p++)); do
-  q="name the animal: $(pick 4)"
+  words_into q 4; q="name the animal: $q"
   printf '{"prompt": "%s", "answer": "whale"}\n' "$q" >> prompts.jsonl
   printf '{"prompt": "%s"}\n' "$q" >> plain.jsonl
-  printf '{"prompt": "%s", "chosen": "%s whale", "rejected": "%s"}\n' "$q" "$(pick 3)" "$(pick 4)" >> pairs.jsonl
+  words_into c 3; words_into r 4
+  printf '{"prompt": "%s", "chosen": "%s whale", "rejected": "%s"}\n' "$q" "$c" "$r" >> pairs.jsonl
 done
 "$rgemma" prepare prompts --tokenizer tok.model --input prompts.jsonl --validation 0.2 --output prompts.h5 > /dev/null 2>&1 || fail "prepare prompts"
 "$rgemma" prepare prompts --tokenizer tok.model --input plain.jsonl --validation 0.2 --output plain.h5 > /dev/null 2>&1 || fail "prepare plain prompts"

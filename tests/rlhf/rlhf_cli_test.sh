@@ -14,19 +14,23 @@ export RG_THREADS=1  # ranks share 2 cores
 
 RANDOM=7
 words=(the ship sea captain harpoon white deep sailor wind storm boat ocean night moon star rope deck)
-pick() { local s="" i; for ((i = 0; i < $1; i++)); do s+="${words[RANDOM % ${#words[@]}]} "; done; echo "${s% }"; }
-# A completion of 6 ordinary words with $1 "whale" words put in at random places.
-completion() {
-  local -a w=($(pick 6)) i
-  for ((i = 0; i < $1; i++)); do local at=$((RANDOM % (${#w[@]} + 1))); w=("${w[@]:0:at}" whale "${w[@]:at}"); done
-  echo "${w[*]}"
+# completion_into VAR N: a completion of 6 ordinary words with N "whale" words put in at random places.
+completion_into() {
+  local -n _ci_into=$1; local _ci_s _ci_k _ci_at
+  words_into _ci_s 6; local -a _ci_w=($_ci_s)
+  for ((_ci_k = 0; _ci_k < $2; _ci_k++)); do
+    _ci_at=$((RANDOM % (${#_ci_w[@]} + 1))); _ci_w=("${_ci_w[@]:0:_ci_at}" whale "${_ci_w[@]:_ci_at}")
+  done
+  _ci_into="${_ci_w[*]}"
 }
-for ((d = 0; d < 300; d++)); do echo "$(pick 8) whale $(pick 5)."; done > corpus.txt
+# Every word is drawn in this shell with words_into (check_lib.sh), never in $(...): bash reseeds RANDOM in each
+# subshell, so fixtures drawn there changed from run to run.
+for ((d = 0; d < 300; d++)); do words_into x 8; words_into y 5; echo "$x whale $y."; done > corpus.txt
 "$rgemma" tokenizer train --input corpus.txt --vocab-size 300 --output tok.model > /dev/null 2>&1 || fail "tokenizer"
 : > pairs.jsonl; : > shuffled.jsonl
 for ((p = 0; p < 400; p++)); do
   a=$((RANDOM % 3)) b=$((1 + RANDOM % 3)); chosen_n=$((a + b)); kind=$([ $b = 1 ] && echo close || echo far)
-  prompt=$(pick 4) c=$(completion $chosen_n) r=$(completion $a)
+  words_into prompt 4; completion_into c $chosen_n; completion_into r $a
   printf '{"prompt": "%s", "chosen": "%s", "rejected": "%s", "kind": "%s"}\n' "$prompt" "$c" "$r" "$kind" >> pairs.jsonl
   if ((RANDOM % 2)); then c2=$r r2=$c; else c2=$c r2=$r; fi
   printf '{"prompt": "%s", "chosen": "%s", "rejected": "%s"}\n' "$prompt" "$c2" "$r2" >> shuffled.jsonl
