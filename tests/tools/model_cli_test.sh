@@ -44,6 +44,16 @@ check_re conflict 2 "model.width: conflicts with --model" -- "$rgemma" generate 
 check_re missing-folder 2 "model: $tmp/nope: no such folder" -- "$rgemma" generate --model "$tmp/nope" --prompt-ids 2
 check_re bench-scan 0 '"name":"scan_speedup"' -- "$rgemma" bench scan --batch 1 --seq 64 --width 32 --repeats 1
 check_re bench-step 0 '"tokens_per_s":' -- "$rgemma" bench step --config "$tiny" --batch 1 --seq 32 --repeats 1
+# bench step --profile: the seven classes partition the profiled time, so their shares sum to 1 (printed
+# to 6 decimals: a sum of 7 doubles is 1 to ~1e-15); a range counted twice or lost would move it; the
+# fused RG-LRU's scope is found.
+out=$("$rgemma" bench step --config "$tiny" --batch 1 --seq 32 --repeats 1 --profile 2>&1); code=$?
+line=$(grep '"name":"train_step_profile"' <<<"$out")
+shares=$(grep -o '"[a-z_]*_share":[-0-9.e+]*' <<<"$line" | cut -d: -f2)
+sum=$(awk '{s += $1} END {printf "%.6f", s}' <<<"$shares")
+[ "$code" = 0 ] && [ "$(wc -l <<<"$shares")" = 7 ] && [ "$sum" = 1.000000 ] && grep -q '"rg_lru_ms":[0-9]' <<<"$line" \
+  && ! grep -q '"rg_lru_ms":0.0[,}]' <<<"$line" && ok bench-step-profile \
+  || { fail "bench-step-profile: exit $code, shares sum to $sum"; echo "$out" | tail -3; }
 check_re bench-sample 0 '"state_bytes":' -- "$rgemma" bench sample --config "$tiny" --lengths 8,16
 check_re bench-rollout 0 '"all_rows_to_length":true' -- "$rgemma" bench rollout --config "$tiny" --group 2 --prompt-len 8 \
   --speed-new-tokens 4 --new-tokens 4,8 --repeats 1
