@@ -32,11 +32,14 @@ at::Tensor recurrent_step_(const at::Tensor& u, const at::Tensor& y_pre, const a
 at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double eps);
 
 // x (B, in) -> x W^T + b for a one-token step. For float32 and bfloat16 with B <= kMaxRowsForRowLinear (and
-// grad mode off) it runs our own kernel, which streams the weights once, in bands over the cores: BLAS sgemm
+// grad mode off) it runs our own kernels, which stream the weights once, in bands over the cores: BLAS sgemm
 // packs (copies) the whole weight matrix per call before its kernel reads it again, and OpenBLAS's own
 // threads spin in sched_yield between calls (profiled on the 2-core AMD EPYC, batch 4, vocab 256k: packing
 // 17%, the kernel 21%, sched_yield 25% of the run). A decode step is bound by reading the weights, so at a
-// few rows this is the whole game. With more rows the GEMM's register tiling wins and at::linear takes over.
+// few rows this is the whole game. One or two rows are multiplied along k (eight weights per vector
+// multiply-add, a horizontal sum per output); 3 to 8 rows sit in the lanes of one vector (one broadcast
+// multiply-add per weight for all rows, no horizontal sums). With more rows the GEMM's register tiling wins
+// and at::linear takes over.
 constexpr int64_t kMaxRowsForRowLinear = 8;
 at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
 

@@ -127,18 +127,18 @@ TEST(DecodeStep, RecurrentKernelMatchesTheOpByOpBlockInFloat64) {
   }
 }
 
-// linear_rows' own kernel (B <= 8 rows, float32 and bfloat16) against the same product in float64 from the
-// same (rounded) values. Shapes: K not a multiple of the 8-row bands' vector width, N with a tail after the
-// last band of eight rows, N large enough that the bands split over threads, with and without bias; and
-// more rows than the kernel takes (at::linear). Bound per output: float32 sums K + 1 terms in order
+// linear_rows' own kernels (one or two rows: along k; 3 to 8 rows: one lane per row; float32 and bfloat16)
+// against the same product in float64 from the same (rounded) values. Shapes: K not a multiple of the
+// vector width, N with rows left over after the last full band, N large enough that the bands split over
+// threads, with and without bias; and more rows than the kernels take (at::linear). Bound per output: float32 sums K + 1 terms in order
 // (float32_vs_exact of the row's sum |x_k w_k| + |b|); bfloat16 then rounds the float result once, 2^-8
 // relative (plus the same float32 sum). A wrong lane, row or band is off by O(1).
 TEST(DecodeStep, RowLinearMatchesFloat64) {
   torch::NoGradGuard no_grad;
   torch::manual_seed(11);
   for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
-    for (const int64_t B : {1, 3, 8, 9}) {
-      for (const auto [K, N] : std::vector<std::pair<int64_t, int64_t>>{{5, 13}, {64, 40}, {200, 6001}}) {
+    for (const int64_t B : {1, 2, 3, 8, 9}) {
+      for (const auto [K, N] : std::vector<std::pair<int64_t, int64_t>>{{5, 13}, {64, 40}, {33, 1002}, {200, 6001}}) {
         for (const bool with_bias : {false, true}) {
           const torch::Tensor x = torch::randn({B, K}).to(dtype), w = torch::randn({N, K}).to(dtype);
           const torch::Tensor b = with_bias ? torch::randn({N}).to(dtype) : torch::Tensor();
