@@ -29,6 +29,9 @@ void add_train_options(Options& o, trainer::TrainConfig* c) {
   o.add("data.train", &d.train,
         "training data (HDF5 from rgemma prepare): a file, a folder of shards, a glob or a comma-separated list; "
         "or a weighted mixture 'web/:0.7, code/:0.2, books.h5:0.1' (docs/data-formats.md)")
+      .add("data.stages", &d.stages,
+           "later mixtures of the same run: 'STEP: SPEC; STEP: SPEC', e.g. '5000: books.h5:0.5, code/:0.5' switches "
+           "to that mixture after update 5000 (docs/data-formats.md)")
       .add("data.tokenizer", &d.tokenizer, "tokenizer.model the dataset must have been made with (optional)")
       .add("data.seq_len", &d.seq_len, "tokens per row").range(1, kMaxSeqLen)
       .add("data.micro_batch", &d.micro_batch, "rows per rank per micro-step").range(1, kMaxRows)

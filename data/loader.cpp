@@ -353,8 +353,10 @@ std::vector<SourceUsage> Loader::usage() const {
   const std::vector<uint64_t> counts = m.mixture() ? m.counts_at(c, m.consumed) : std::vector<uint64_t>{c};
   std::vector<SourceUsage> out;
   for (size_t k = 0; k < m.sources.size(); ++k) {
+    const uint64_t in_stage = m.mixture() ? counts[k] - m.stage.base[k] : counts[k];
     out.push_back({m.sources[k]->spec.name, m.sources[k]->spec.weight, counts[k],
-                   static_cast<int64_t>(counts[k]) * m.opts.seq_len});
+                   static_cast<int64_t>(counts[k]) * m.opts.seq_len, in_stage,
+                   static_cast<int64_t>(in_stage) * m.opts.seq_len});
   }
   return out;
 }
@@ -438,21 +440,40 @@ std::string Loader::restore(const nlohmann::json& state) {
     }
     return "";
   }
-  // The stage that ends here joins the history, with what each of its sources had served by its end.
+  // The stage that ends here joins the history, with what each of its sources had served by its end and
+  // within it (a saved state of one dataset: its only source, "data", from 0).
   if (saved_mixture && state.contains("history") && state["history"].is_array()) m.history = state["history"];
-  nlohmann::json ended = nlohmann::json::object();
-  for (const auto& [name, n] : served) ended[name.empty() ? "data" : name] = n;
+  nlohmann::json ended = nlohmann::json::object(), within = nlohmann::json::object();
+  const nlohmann::json no_base = nlohmann::json::object();
+  const nlohmann::json& saved_base = saved_mixture && state["stage"].contains("base") ? state["stage"]["base"] : no_base;
+  for (const auto& [name, n] : served) {
+    const std::string key = name.empty() ? "data" : name;
+    const auto b = saved_base.find(name);
+    const uint64_t base = b != saved_base.end() && b->is_number_unsigned() ? b->get<uint64_t>() : 0;
+    ended[key] = n, within[key] = n >= base ? n - base : 0;
+  }
   m.history.push_back({{"index", saved_stage},
                        {"start", saved_mixture ? loader_state_count(state["stage"], "start", ".stage") : 0},
                        {"end", cursor},
-                       {"sources", ended}});
+                       {"sources", ended},
+                       {"stage_samples", within}});
   m.stage.start = cursor, m.stage.index = saved_stage + 1;
   std::string carried;
   for (size_t k = 0; k < m.sources.size(); ++k) {
-    const auto it = served.find(m.sources[k]->spec.name);
-    m.stage.base[k] = it == served.end() ? 0 : it->second;
-    carried += (k ? ", " : "") + (m.sources[k]->spec.name.empty() ? std::string("data") : m.sources[k]->spec.name) +
-               " from sample " + std::to_string(m.stage.base[k]);
+    const std::string& name = m.sources[k]->spec.name;
+    auto it = served.find(name);
+    uint64_t from = it == served.end() ? 0 : it->second;
+    if (it == served.end()) {  // a source of an earlier stage comes back where it stopped
+      for (auto h = m.history.rbegin(); h != m.history.rend(); ++h) {
+        if (h->is_object() && h->contains("sources") && (*h)["sources"].is_object() && (*h)["sources"].contains(name) &&
+            (*h)["sources"][name].is_number_unsigned()) {
+          from = (*h)["sources"][name].get<uint64_t>();
+          break;
+        }
+      }
+    }
+    m.stage.base[k] = from;
+    carried += (k ? ", " : "") + (name.empty() ? std::string("data") : name) + " from sample " + std::to_string(from);
   }
   m.resume_at(cursor);
   return "data.train changed: stage " + std::to_string(m.stage.index) + " from global sample " + std::to_string(cursor) +

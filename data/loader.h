@@ -39,6 +39,8 @@ struct SourceUsage {
   double weight = 1;
   uint64_t samples = 0;
   int64_t tokens = 0;
+  uint64_t stage_samples = 0;  // of those, served in the current stage (samples - the stage's base)
+  int64_t stage_tokens = 0;
 };
 
 struct LoaderOptions {
@@ -68,7 +70,9 @@ class Loader {
   // a checkpoint: {"cursor", "sources": {name: samples}, "weights": {name: w}, "stage": {"start", "index",
   // "base": {name: samples}}}. restore() of a state from the same mixture is seek(cursor) (exact at any world
   // size); from another one (data.train changed) it starts a new stage at the saved cursor in which each source
-  // continues from the samples it had served (0 for a new one). Returns a line describing a switch, else "".
+  // continues from the samples it had served (a source of an earlier stage from its count in `history`, 0 for a
+  // new one); the stage that ends joins "history" as {index, start, end, sources: {name: samples served by the
+  // end}, stage_samples: {name: samples served within it}}. Returns a line describing a switch, else "".
   nlohmann::json state() const;
   std::string restore(const nlohmann::json& state);
   std::vector<SourceUsage> usage() const;  // per source, at the cursor

@@ -159,6 +159,39 @@ std::vector<SourceSpec> parse_sources(const std::string& spec) {
   return out;
 }
 
+std::vector<StageSpec> parse_stages(const std::string& stages) {
+  std::vector<StageSpec> out;
+  size_t at = 0;
+  while (at <= stages.size()) {
+    size_t end = stages.find(';', at);
+    if (end == std::string::npos) end = stages.size();
+    const std::string entry = strip_spaces(stages.substr(at, end - at));
+    at = end + 1;
+    if (entry.empty()) continue;  // "" (no stages) or a trailing ';'
+    const size_t colon = entry.find(':');
+    if (colon == std::string::npos) throw BadDataFile("'" + entry + "': expected STEP: SPEC");
+    const std::string step = strip_spaces(entry.substr(0, colon)), spec = strip_spaces(entry.substr(colon + 1));
+    StageSpec s;
+    size_t used = 0;
+    try {
+      s.step = std::stoll(step, &used);
+    } catch (const std::exception&) {
+      used = 0;
+    }
+    if (step.empty() || used != step.size() || s.step <= 0) {
+      throw BadDataFile("'" + entry + "': step '" + step + "' is not a positive integer");
+    }
+    if (!out.empty() && s.step <= out.back().step) {
+      throw BadDataFile("'" + entry + "': stage steps must increase (" + std::to_string(s.step) + " after " +
+                        std::to_string(out.back().step) + ")");
+    }
+    if (spec.empty()) throw BadDataFile("'" + entry + "': no dataset after the step");
+    s.spec = spec;
+    out.push_back(std::move(s));
+  }
+  return out;
+}
+
 std::string source_path(const SourceSpec& source) {
   std::string out;
   for (const auto& f : source.shards) out += (out.empty() ? "" : ",") + f;

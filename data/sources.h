@@ -28,6 +28,16 @@ struct SourceSpec {
 // some entries, a path (or glob) naming no file, a folder without .h5 files, two sources of one name.
 std::vector<SourceSpec> parse_sources(const std::string& spec);
 
+// `data.stages`: the mixtures a run switches to later, as `STEP: SPEC` entries separated by ';' (SPEC as for
+// data.train), e.g. "5000: books.h5:0.5, code/:0.5; 9000: books.h5:1". Stage k takes over after STEP updates.
+// Throws BadDataFile (exit 2) naming the entry: no ':' after the step, a step that is not a positive integer,
+// steps not increasing, an empty spec. The specs are not expanded here (parse_sources / read_sources_info).
+struct StageSpec {
+  int64_t step = 0;  // the stage's first batch is that of update step + 1
+  std::string spec;
+};
+std::vector<StageSpec> parse_stages(const std::string& stages);
+
 // The spec of one source alone (its shards, comma-separated): what a per-source validation loader reads.
 std::string source_path(const SourceSpec& source);
 

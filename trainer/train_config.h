@@ -10,6 +10,7 @@ namespace rg::trainer {
 
 struct DataConfig {
   std::string train;              // HDF5 dataset from `rgemma prepare text` (pretrain) or `prepare chat` (sft)
+  std::string stages;             // later mixtures: "STEP: SPEC; STEP: SPEC" (data::parse_stages); "" = none
   std::string tokenizer;          // optional: the tokenizer.model the run expects; the dataset must match it
   int64_t seq_len = 256;          // T of every micro-batch row
   int64_t micro_batch = 4;        // rows per rank per micro-step

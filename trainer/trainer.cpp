@@ -1,6 +1,7 @@
 // The pretrain/SFT loop in named parts, in the order run_training() calls them:
 //   plan_run()      checks before any work (batch arithmetic, data set, schedule, memory; exit 2)
 //   set_up_run()    run folder, model, data, optimizer, RunCheckpoint (+ restore on resume), metrics
+//   switch_data_if_due()  before an update: the data.stages mixture due at that step
 //   train_step()    one update: micro-batches -> hidden() -> masked_token_loss -> backward ->
 //                   reduce-scatter -> clip -> AdamW -> all-gather (declared in trainer.h)
 //   record_step()   counters, metrics.jsonl, the console line
@@ -86,6 +87,28 @@ data::DatasetInfo check_training_data(Task task, const TrainConfig& c, int64_t m
   check_dataset_fits_model(info, model_vocab_size, tokenizer);
   check_split_fits_row(info, /*validation=*/false, c.data.seq_len, c.data.pack);
   check_split_fits_row(info, /*validation=*/true, c.data.seq_len, c.data.pack);
+  // data.stages: each later mixture is read by the same model, so it must match data.train's data.
+  std::vector<data::StageSpec> stages;
+  try {
+    stages = data::parse_stages(c.data.stages);
+  } catch (const std::exception& e) {
+    throw TrainSetupError(std::string("data.stages: ") + e.what());
+  }
+  for (const data::StageSpec& stage : stages) {
+    try {
+      const data::DatasetInfo later = data::read_sources_info(stage.spec);
+      if (later.kind != info.kind) {
+        throw TrainSetupError(stage.spec + " is a " + data::kind_name(later.kind) + " dataset, data.train a " +
+                              data::kind_name(info.kind) + " one");
+      }
+      data::check_same_dataset(info, later);
+      check_split_fits_row(later, /*validation=*/false, c.data.seq_len, c.data.pack);
+    } catch (const std::exception& e) {
+      std::string why = e.what();  // parse_sources names "data.train entry '...'"; here it is this stage's
+      if (why.rfind("data.train ", 0) == 0) why.erase(0, 11);
+      throw TrainSetupError("data.stages: stage at step " + std::to_string(stage.step) + ": " + why);
+    }
+  }
   return info;
 }
 
@@ -149,6 +172,8 @@ struct Run {
   const fs::path out;
   Griffin model{nullptr};
   std::unique_ptr<data::Loader> loader, validation;  // validation: null when the split is empty
+  std::string data_spec;                             // what `loader` reads: data.train or a data.stages spec
+  std::vector<data::StageSpec> stages;               // data.stages
   // Mixtures: one validation loader per source whose split fills a row (val_loss/<name>); val_loss pools them.
   std::vector<std::pair<std::string, std::unique_ptr<data::Loader>>> source_validation;
   std::unique_ptr<ZeroOptimizer> optimizer;
@@ -176,26 +201,76 @@ Griffin build_model(const Run& run, const ModelConfig& model_config) {
   return model;
 }
 
-void open_data(Run& run) {
+data::LoaderOptions loader_options(const Run& run, const std::string& spec) {
   const TrainConfig& c = run.c;
   data::LoaderOptions lo;
-  lo.path = c.data.train, lo.rank = run.comm.rank(), lo.world_size = run.comm.world_size();
+  lo.path = spec, lo.rank = run.comm.rank(), lo.world_size = run.comm.world_size();
   lo.seq_len = c.data.seq_len, lo.micro_batch = c.data.micro_batch, lo.seed = static_cast<uint64_t>(c.data.seed);
   lo.pack = c.data.pack;
-  run.loader = std::make_unique<data::Loader>(lo);
+  return lo;
+}
+
+// The training data after `done` updates: the spec of the last data.stages entry whose step is <= done, else
+// data.train.
+const std::string& data_spec_at(const Run& run, int64_t done) {
+  const std::string* spec = &run.c.data.train;
+  for (const data::StageSpec& stage : run.stages) {
+    if (stage.step <= done) spec = &stage.spec;
+  }
+  return *spec;
+}
+
+void open_data(Run& run) {
+  const TrainConfig& c = run.c;
+  run.stages = data::parse_stages(c.data.stages);  // checked by plan_run
+  run.data_spec = c.data.train;
+  run.loader = std::make_unique<data::Loader>(loader_options(run, run.data_spec));
   // Opened once here (the split was checked to fill a row), so an evaluation cannot fail on its size late.
-  data::LoaderOptions vo = lo;
+  data::LoaderOptions vo = loader_options(run, c.data.train);
   vo.split = "validation", vo.shuffle = false, vo.prefetch = 0;
   const std::vector<data::SourceSpec> sources = data::parse_sources(c.data.train);
   if (sources.front().name.empty()) {
     if (run.plan.data_info.validation.sequences > 0) run.validation = std::make_unique<data::Loader>(vo);
     return;
   }
-  for (const auto& source : sources) {
+  // Every named source of data.train and of the mixtures of data.stages (the first of a name), so val_loss
+  // and val_loss/<source> are measured on the same data before and after a switch.
+  std::vector<data::SourceSpec> all = sources;
+  for (const data::StageSpec& stage : run.stages) {
+    for (const data::SourceSpec& later : data::parse_sources(stage.spec)) {
+      bool known = later.name.empty();
+      for (const data::SourceSpec& s : all) known = known || s.name == later.name;
+      if (!known) all.push_back(later);
+    }
+  }
+  for (const auto& source : all) {
     const data::DatasetInfo info = data::read_sources_info(data::source_path(source));
     if (info.validation.tokens < (c.data.pack ? c.data.seq_len : 1)) continue;
     vo.path = data::source_path(source);
     run.source_validation.emplace_back(source.name, std::make_unique<data::Loader>(vo));
+  }
+}
+
+// Before update done + 1: moves the loader to the data.stages mixture due after `done` updates, if it is not
+// there yet. The new loader continues from the old one's state (Loader::restore: a new stage in which each
+// source keeps its count); the switch goes to the console and to metrics.jsonl. On resume (done = the
+// checkpoint's step) the same call happens before the same batch, so a resumed run switches as one that ran on.
+void switch_data_if_due(Run& run, int64_t done) {
+  const std::string& spec = data_spec_at(run, done);
+  if (spec == run.data_spec) return;
+  auto next = std::make_unique<data::Loader>(loader_options(run, spec));
+  const nlohmann::json before = run.loader->state();
+  std::string note = next->restore(before);  // "data.train changed: stage 1 from ...": here data.stages did
+  if (const std::string changed = "data.train changed: "; note.rfind(changed, 0) == 0) note.erase(0, changed.size());
+  run.loader = std::move(next);
+  run.data_spec = spec;
+  run.say("after step " + std::to_string(done) + ": data.stages: " + spec +
+          (note.empty() ? "" : "; " + note));
+  if (run.metrics) {
+    const nlohmann::json after = run.loader->state();
+    nlohmann::json line = {{"step", done}, {"data_switch", spec}, {"data_stage", run.loader->stage()}};
+    if (after.contains("history") && !after["history"].empty()) line["data_stage_ended"] = after["history"].back();
+    run.metrics->write_json(line);
   }
 }
 
@@ -209,6 +284,12 @@ void resume(Run& run) {
   }
   if (!r) return;
   run.state = r->state;
+  // The checkpoint holds the loader of update `step`, which read the mixture due after step - 1 updates (a
+  // switch due after `step` itself happens in the loop, before the next update, as in a run that went on).
+  if (const std::string& spec = data_spec_at(run, run.state.step - 1); spec != run.data_spec) {
+    run.loader = std::make_unique<data::Loader>(loader_options(run, spec));
+    run.data_spec = spec;
+  }
   const std::string data_note = run.loader->restore(r->state.data_cursor);  // a mixture: each source's count
   std::ostringstream s;
   s << "resumed from " << r->dir << " at step " << run.state.step << " (" << run.state.tokens << " tokens)";
@@ -231,6 +312,7 @@ void print_summary(const Run& run, Task task) {
     << run.plan.batch.tokens << " tokens/step); " << run.loader->samples_per_epoch() << " rows per epoch\n"
     << run.optimizer->summary() << "\n"
     << "memory: " << run.plan.memory.describe();
+  for (const data::StageSpec& stage : run.stages) s << "\ndata after step " << stage.step << ": " << stage.spec;
   run.say(s.str());
   if (!run.plan.device.is_cuda() && run.plan.memory.total() > physical_memory() && physical_memory() > 0) {
     run.say("warning: that is more than this machine's " + format_bytes(physical_memory()) +
@@ -380,8 +462,10 @@ void record_step(Run& run, Progress& progress, int64_t step, double lr, const St
   m.mfu = mfu(run.flops_per_token, progress.interval_tokens, dt, run.peak_flops);
   m.skipped_steps = run.state.skipped_steps;
   nlohmann::json line = to_json(m);
-  for (const auto& u : run.loader->usage()) {  // a mixture's tokens per source (and the stage it is in)
-    if (!u.name.empty()) line["data_tokens/" + u.name] = u.tokens, line["data_stage"] = run.loader->stage();
+  for (const auto& u : run.loader->usage()) {  // a mixture's tokens per source, in the run and in this stage
+    if (u.name.empty()) continue;
+    line["data_tokens/" + u.name] = u.tokens, line["data_stage_tokens/" + u.name] = u.stage_tokens;
+    line["data_stage"] = run.loader->stage();
   }
   run.metrics->write_json(line);
   if (step % c.train.log_every == 0 || step == c.train.steps || step == progress.start_step + 1) {
@@ -491,6 +575,7 @@ int run_training(Task task, const TrainConfig& c, const ModelConfig& model_confi
   Progress progress;
   progress.start_step = run->state.step;
   for (int64_t step = run->state.step + 1; step <= c.train.steps; ++step) {  // 1-based update number
+    switch_data_if_due(*run, step - 1);
     const double lr = run->plan.schedule.lr_at(step - 1);
     const StepResult r = next_step(*run, step, lr, guard);
     record_step(*run, progress, step, lr, r, guard);
