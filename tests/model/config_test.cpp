@@ -47,7 +47,7 @@ TEST(ModelConfig, EmbedScaleIsRoundedToBfloat16) {
   EXPECT_DOUBLE_EQ(ModelConfig::preset("recurrentgemma-9b").embed_scale(), 64.0);
   ModelConfig exact = ModelConfig::preset("recurrentgemma-2b");
   exact.embed_scale_bf16 = false;
-  EXPECT_NEAR(exact.embed_scale(), 50.596443, 1e-6);
+  EXPECT_NEAR(exact.embed_scale(), 50.596443, 1e-6);  // sqrt(2560), the literal rounded to 6 decimals
 }
 
 TEST(ModelConfig, ValidateNamesTheField) {
