@@ -46,7 +46,7 @@ done
 # 2. Extraction into JSONL: corpus/*.jsonl ({"text"}), chat.jsonl, preference.jsonl, prompts.jsonl, and
 # tokenizer-input.txt (the corpus as lines, for sentencepiece).
 python3 - "$pk" "$out" "$full" <<'PY'
-import base64, glob, gzip, json, os, random, re, sys
+import base64, glob, gzip, json, os, random, re, sys, unicodedata
 pk, out, full = sys.argv[1], sys.argv[2], sys.argv[3] == "1"
 deb = lambda p, *rest: os.path.join(pk, "deb", p, *rest)
 rng = random.Random(1234)
@@ -56,6 +56,21 @@ def read(path):
     op = gzip.open if path.endswith((".gz", ".dz")) else open
     with op(path, "rt", encoding="utf-8", errors="replace") as f:
         return f.read()
+
+# Accents written as overstrikes (bsdgames quiz: 'Lom' BACKSPACE 'e' for Lome with an acute accent) become the
+# accented letter; then no control character is left but newline and tab (the Togo answer of prompts.jsonl
+# once kept the backspace).
+MARKS = {"'": "\u0301", "`": "\u0300", "^": "\u0302", "~": "\u0303", ",": "\u0327", '"': "\u0308", "\u00b0": "\u030a"}
+def overstrike(m):
+    a, b = m.group(1), m.group(2)
+    mark, letter = (MARKS[a], b) if a in MARKS else (MARKS.get(b), a)
+    if mark and letter.isalpha():
+        c = unicodedata.normalize("NFC", letter + mark)
+        return c if len(c) == 1 else letter
+    return b
+def clean_text(s):
+    s = re.sub(r"(.)\x08(.)", overstrike, s, flags=re.S)
+    return re.sub(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]", "", s)
 
 def clean_rst(t):
     t = re.sub(r":[a-z:]+:`~?([^`<]*?)(?:\s*<[^>]*>)?`", r"\1", t)  # :ref:`x <y>` -> x
@@ -135,6 +150,7 @@ for q, a in zip(parts[1::2], parts[2::2]):
     a = trim_answer(re.split(r"^\s*\d+\.\s", a, flags=re.M)[0])
     if a:
         faq.append(("debian-faq", q.strip(), a))
+faq = [(source, clean_text(q), clean_text(a)) for source, q, a in faq]
 for source, q, a in faq:
     chats.append({"messages": [{"role": "user", "content": q}, {"role": "assistant", "content": a}], "source": source})
 
@@ -151,7 +167,7 @@ for fortune in fortunes:  # riddles: Q:/A: blocks, sometimes several exchanges
 capitals = []
 def first_alt(s):  # quiz syntax: {optional} and a|b alternatives; keep the first plain reading
     s = re.sub(r"\{[^{}]*\}", "", s)
-    return re.sub(r"\[([^\]|]*)\|?[^\]]*\]", r"\1", s).split("|")[0].strip()
+    return clean_text(re.sub(r"\[([^\]|]*)\|?[^\]]*\]", r"\1", s).split("|")[0]).strip()
 for region in ("africa", "america", "asia", "europe"):
     for line in read(deb("bsdgames", "usr/share/games/bsdgames/quiz", region)).splitlines():
         if line.count(":") == 1 and "\\" not in line:
