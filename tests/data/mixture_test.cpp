@@ -2,7 +2,8 @@
 // the single file they were split from (folder, list, glob); a mixture's rows come from each source in that
 // source's own order (checked against one loader per source, not against the mixture's code), in proportions
 // within a binomial tolerance; world size 2 == world size 1; resume at another world size; a changed mixture
-// on resume continues each source from its saved count; bad specs and shards refused naming the file.
+// on resume continues each source from its saved count (one left out and brought back from its count in the
+// history); bad specs and shards refused naming the file.
 #include "data/h5.h"
 #include "data/loader.h"
 #include "data/prepare.h"
@@ -264,6 +265,21 @@ TEST(Mixture, AChangedMixtureOnResumeContinuesEachSourceFromItsCount) {
   const Batch got = c.next();
   EXPECT_EQ(row_of(got, 0), row_of(want, 0));
   EXPECT_EQ(row_of(got, 1), row_of(want, 1));
+  // Back to the first mixture: web, absent from stage 1, continues from where stage 0 left it (the history),
+  // and the history gets stage 1 with the samples each of its sources served within it.
+  const nlohmann::json s3 = b.state();
+  const uint64_t code_now = s3["sources"]["code"], books_now = s3["sources"]["books"];
+  Loader d(mixture_options(first, 4));
+  const std::string back = d.restore(s3);
+  EXPECT_NE(back.find("web from sample " + std::to_string(web)), std::string::npos) << back;
+  EXPECT_EQ(d.stage(), 2u);
+  const std::vector<int64_t> again = rows_per_source(d, {f.parts[0], f.parts[1]}, 10, {web, code_now});
+  EXPECT_EQ(again[0] + again[1], 40);
+  const nlohmann::json h2 = d.state()["history"];
+  ASSERT_EQ(h2.size(), 2u);
+  EXPECT_EQ(h2[1]["stage_samples"]["code"], code_now - code);
+  EXPECT_EQ(h2[1]["stage_samples"]["books"], books_now);
+  EXPECT_EQ(d.usage()[0].stage_samples, static_cast<uint64_t>(again[0]));
 }
 
 }  // namespace
