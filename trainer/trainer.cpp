@@ -268,7 +268,9 @@ void switch_data_if_due(Run& run, int64_t done) {
           (note.empty() ? "" : "; " + note));
   if (run.metrics) {
     const nlohmann::json after = run.loader->state();
-    nlohmann::json line = {{"step", done}, {"data_switch", spec}, {"data_stage", run.loader->stage()}};
+    // "step" is the first update on the new data: a resume from the checkpoint of step `done` drops this line
+    // with the later ones (MetricsWriter keeps steps <= done) and writes it again, instead of twice.
+    nlohmann::json line = {{"step", done + 1}, {"data_switch", spec}, {"data_stage", run.loader->stage()}};
     if (after.contains("history") && !after["history"].empty()) line["data_stage_ended"] = after["history"].back();
     run.metrics->write_json(line);
   }
