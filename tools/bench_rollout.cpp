@@ -1,5 +1,5 @@
 // `rgemma bench rollout`: RL rollouts (rlhf/rollout.h sample_rollouts) timed and measured.
-//   speed   for --batch prompts of --prompt-len random tokens and --group G samples each, rollouts with the
+//   speed   for --batch prompts of --prompt-length random tokens and --group G samples each, rollouts with the
 //           prompt state shared (prefill once, PromptState::repeat(G)) and unshared (G x the prompt rows
 //           prefilled): prompt seconds (prefill [+ repeat], timed alone through model/sampler.h), decode
 //           seconds (the rollout's total minus that), tokens/s of each, and the unshared/shared ratios.
@@ -176,7 +176,7 @@ int bench_rollout(int argc, char** argv) {
   int64_t group = 8, prompt_length = 256, batch = 1, speed_new_tokens = 128, repeats = 3, threads = 0;
   std::vector<std::string> new_tokens = {"128", "512", "1024", "2048", "4096"};
   o.add("group", &group, "samples per prompt G").range(1, 4096)
-      .add("prompt-len", &prompt_length, "prompt tokens (random ids)").range(1, 1 << 20)
+      .add("prompt-length", &prompt_length, "prompt tokens (random ids)").range(1, 1 << 20)
       .add("batch", &batch, "prompts per rollout").range(1, 4096)
       .add("speed-new-tokens", &speed_new_tokens, "new tokens per sample in the speed comparison").range(1, 1 << 20)
       .add("repeats", &repeats, "timed runs per speed mode (median; one untimed run first)").range(1, 1000)

@@ -55,7 +55,7 @@ sum=$(awk '{s += $1} END {printf "%.6f", s}' <<<"$shares")
   && ! grep -q '"rg_lru_ms":0.0[,}]' <<<"$line" && ok bench-step-profile \
   || { fail "bench-step-profile: exit $code, shares sum to $sum"; echo "$out" | tail -3; }
 check_re bench-sample 0 '"state_bytes":' -- "$rgemma" bench sample --config "$tiny" --lengths 8,16
-check_re bench-rollout 0 '"all_rows_to_length":true' -- "$rgemma" bench rollout --config "$tiny" --group 2 --prompt-len 8 \
+check_re bench-rollout 0 '"all_rows_to_length":true' -- "$rgemma" bench rollout --config "$tiny" --group 2 --prompt-length 8 \
   --speed-new-tokens 4 --new-tokens 4,8 --repeats 1
 check bench-rollout-group 2 "group: expected an integer in [1, 4096], got '0'" -- "$rgemma" bench rollout --config "$tiny" --group 0
 check_re bench-unknown 2 "unknown benchmark 'scna'" -- "$rgemma" bench scna
