@@ -33,7 +33,8 @@ struct Options::Entry {
   bool required = false;
   std::function<std::string()> print;  // current value of the target, as INI text
   // Numeric options: Boost stores the given text, parse() converts and range-checks it into the target.
-  enum class Kind { kOther, kInteger, kReal } kind = Kind::kOther;
+  // Named choices likewise: Boost stores the text, parse() looks it up in `names`.
+  enum class Kind { kOther, kInteger, kReal, kChoice } kind = Kind::kOther;
   std::string text;
   long double lo = 0, hi = 0;  // the target type's limits until range() narrows them
   Bounds bounds = Bounds::kClosed;
@@ -41,6 +42,9 @@ struct Options::Entry {
   std::function<long double()> current;
   std::function<void(int64_t)> store_integer;
   std::function<void(double)> store_real;
+  std::vector<std::string> names;  // kChoice: the accepted values, in declaration order
+  std::function<int()> choice;     // kChoice: index of the target's value in names
+  std::function<void(int)> store_choice;
 };
 
 namespace {
@@ -193,6 +197,15 @@ std::string to_text(const std::vector<std::string>& v) {
   return out;
 }
 
+// "a, b or c": how help() and the messages list a choice's names.
+std::string names_text(const std::vector<std::string>& names) {
+  std::string out;
+  for (size_t i = 0; i < names.size(); ++i) {
+    out += (i == 0 ? "" : i + 1 == names.size() ? " or " : ", ") + names[i];
+  }
+  return out;
+}
+
 template <class T> const char* type_name();
 template <> const char* type_name<bool>() { return "true or false"; }
 template <> const char* type_name<int>() { return "an integer"; }
@@ -301,6 +314,30 @@ Options& Options::add(const std::string& key, std::vector<std::string>* target, 
   return *this;
 }
 
+Options& Options::add_choice(const std::string& key, std::vector<std::string> names, std::function<int()> current,
+                             std::function<void(int)> store, const std::string& help) {
+  if (names.empty()) throw std::logic_error("no names for option " + key);
+  for (size_t i = 0; i < names.size(); ++i) {
+    if (std::find(names.begin(), names.begin() + static_cast<std::ptrdiff_t>(i), names[i]) !=
+        names.begin() + static_cast<std::ptrdiff_t>(i)) {
+      throw std::logic_error("name '" + names[i] + "' given twice for option " + key);
+    }
+  }
+  const int now = current();
+  if (now < 0 || now >= static_cast<int>(names.size())) throw std::logic_error("default of " + key + " not among its names");
+  Entry& e = register_entry(key, help, names_text(names));
+  e.kind = Entry::Kind::kChoice;
+  e.names = std::move(names);
+  e.choice = std::move(current);
+  e.store_choice = std::move(store);
+  e.print = [&e] {
+    const int i = e.choice();
+    return i < 0 ? std::string("?") : e.names[static_cast<size_t>(i)];
+  };
+  desc_->add_options()(key.c_str(), po::value<std::string>(&e.text), e.help.c_str());
+  return *this;
+}
+
 template Options& Options::add<bool>(const std::string&, bool*, const std::string&);
 template Options& Options::add<int>(const std::string&, int*, const std::string&);
 template Options& Options::add<int64_t>(const std::string&, int64_t*, const std::string&);
@@ -311,7 +348,9 @@ template Options& Options::add<std::string>(const std::string&, std::string*, co
 Options& Options::range(long double lo, long double hi, Bounds bounds) {
   if (entries_.empty()) throw std::logic_error("range() before any add()");
   Entry& e = *entries_.back();
-  if (e.kind == Entry::Kind::kOther) throw std::logic_error("range() of non-numeric option " + e.key);
+  if (e.kind == Entry::Kind::kOther || e.kind == Entry::Kind::kChoice) {
+    throw std::logic_error("range() of non-numeric option " + e.key);
+  }
   if (!(lo <= hi) || lo < e.lo || hi > e.hi) throw std::logic_error("range() outside the type of " + e.key);
   e.lo = lo, e.hi = hi, e.bounds = bounds, e.ranged = true;
   const long double v = e.current();
@@ -371,6 +410,7 @@ bool Options::parse(int argc, const char* const* argv) {
     throw ConfigError(std::string("configuration: ") + printable(e.what()));
   }
   check_numbers(state);
+  check_choices(state);
   check_required();
   run_checks();
   return true;
@@ -495,7 +535,7 @@ void Options::read_config_files(const std::vector<std::string>& files, ParseStat
 void Options::check_numbers(const ParseState& state) {
   const po::variables_map& vm = state.vm;
   for (const auto& e : entries_) {
-    if (e->kind == Entry::Kind::kOther || !vm.count(e->key)) continue;
+    if ((e->kind != Entry::Kind::kInteger && e->kind != Entry::Kind::kReal) || !vm.count(e->key)) continue;
     const bool integer = e->kind == Entry::Kind::kInteger;
     const bool open_lo = open_low(e->bounds), open_hi = open_high(e->bounds);
     const std::string& text = e->text;
@@ -543,6 +583,17 @@ void Options::check_numbers(const ParseState& state) {
     }
   }
 
+}
+
+// 3b. Named choices: the text must be one of the names exactly (no case folding, no trimming beyond the INI
+// reader's), and the message lists them all.
+void Options::check_choices(const ParseState& state) {
+  for (const auto& e : entries_) {
+    if (e->kind != Entry::Kind::kChoice || !state.vm.count(e->key)) continue;
+    const auto it = std::find(e->names.begin(), e->names.end(), e->text);
+    if (it == e->names.end()) fail(e->key, "expected " + e->type + ", got '" + printable(e->text) + "'");
+    e->store_choice(static_cast<int>(it - e->names.begin()));
+  }
 }
 
 // 4. Required keys.
@@ -618,7 +669,8 @@ std::string Options::help() const {
     else left += "  ";
     const std::string range =
         e->ranged ? ", in " + interval_text(e->lo, e->hi, e->bounds, e->kind == Entry::Kind::kInteger) : "";
-    out << left << e->help << range << (e->required ? " (required)" : "") << "\n";
+    const std::string choices = e->kind == Entry::Kind::kChoice ? " (" + e->type + ")" : "";
+    out << left << e->help << choices << range << (e->required ? " (required)" : "") << "\n";
   }
   out << "\nPrecedence: command line > later config files > earlier config files > defaults.\n";
   return out.str();

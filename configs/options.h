@@ -2,7 +2,8 @@
 // INI files with sections ([model], [data], [train], ...) via `--config FILE` (repeatable, later wins) and
 // `--section.key=value` overrides; precedence is command line > files > defaults. Unknown keys, bad values
 // and missing required keys throw ConfigError naming the file, line and key before any work starts.
-// Numbers are parsed strictly and range-checked here (range()), so no section repeats those checks.
+// Numbers are parsed strictly and range-checked here (range()), and named choices (an enum bound with its
+// names) are parsed into the enum here, so no section repeats those checks.
 //
 //   rg::config::Options opts("rgemma info", "Print a model's parameter count.");
 //   rg::ModelConfig model;
@@ -17,6 +18,8 @@
 #include <ostream>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 namespace boost::program_options {
@@ -43,6 +46,27 @@ class Options {
   // std::vector<std::string> (a comma-separated list in files, repeatable on the command line).
   template <class T>
   Options& add(const std::string& key, T* target, const std::string& help);
+  // Binds `key` to an enum *target chosen by name from `names` (each name once). The value must be one of
+  // the names exactly; help() lists them, effective() prints the name, the default is *target's current
+  // value (which must be in `names`). A bad value is the one-line "FILE:LINE: key: expected a, b or c,
+  // got 'x'".
+  //   opts.add("optim.decay", &decay, {{"cosine", LrDecay::kCosine}, {"linear", LrDecay::kLinear}}, "decay");
+  template <class E>
+  Options& add(const std::string& key, E* target, const std::vector<std::pair<std::string, E>>& names,
+               const std::string& help) {
+    static_assert(std::is_enum_v<E>, "named choices bind an enum");
+    std::vector<std::string> labels;
+    for (const auto& [name, value] : names) labels.push_back(name);
+    return add_choice(
+        key, std::move(labels),
+        [target, names] {
+          for (size_t i = 0; i < names.size(); ++i) {
+            if (names[i].second == *target) return static_cast<int>(i);
+          }
+          return -1;
+        },
+        [target, names](int i) { *target = names[static_cast<size_t>(i)].second; }, help);
+  }
   // Which ends of a range() are included: [lo, hi], (lo, hi], [lo, hi), (lo, hi).
   enum class Bounds { kClosed, kOpenLow, kOpenHigh, kOpen };
   // Restricts the numeric option added last to lo..hi; help() shows the interval. Every numeric value is
@@ -78,10 +102,15 @@ class Options {
   struct Entry;
   struct ParseState;
   Entry& register_entry(const std::string& key, const std::string& help, const std::string& type);
+  // The enum add() above without its type: `current` gives the index of the target's value in `names`
+  // (-1: none), `store` sets the target to the value of index i.
+  Options& add_choice(const std::string& key, std::vector<std::string> names, std::function<int()> current,
+                      std::function<void(int)> store, const std::string& help);
   // parse()'s stages, in order.
   void read_command_line(int argc, const char* const* argv, ParseState& state) const;
   void read_config_files(const std::vector<std::string>& files, ParseState& state);
   void check_numbers(const ParseState& state);
+  void check_choices(const ParseState& state);
   void check_required() const;
   void run_checks() const;
   std::string did_you_mean(const std::string& key) const;  // " (did you mean 'k'?)" or ""
