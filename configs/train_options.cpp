@@ -45,7 +45,7 @@ void add_train_options(Options& o, trainer::TrainConfig* c) {
       .add("train.global_batch", &t.global_batch, "rows per update over all ranks (0 = derived; else checked)")
       .range(0, kMaxGlobalRows)
       .add("train.max_grad_norm", &t.max_grad_norm, "global-norm clipping (0 = off)").range(0, 1e6)
-      .add("train.dtype", &t.dtype, "float32 | bfloat16 | auto (bf16 on CUDA, fp32 on CPU)")
+      .add("train.dtype", &t.dtype, trainer::train_dtype_names(), "parameter dtype; auto: bf16 on CUDA, fp32 on CPU")
       .add("train.recompute", &t.recompute, "recompute block activations in backward")
       .add("train.log_every", &t.log_every, "console line every N steps").range(1, kMaxSteps)
       .add("train.eval_every", &t.eval_every, "validation every N steps (0 = at the end only)").range(0, kMaxSteps)
@@ -55,7 +55,7 @@ void add_train_options(Options& o, trainer::TrainConfig* c) {
       .add("train.max_nonfinite", &t.max_nonfinite, "NaN/Inf steps in a row before stopping").range(1, 1000000)
       // 1e21 FLOP/s is ~1000x an H100's dense bf16 peak.
       .add("train.peak_flops", &t.peak_flops, "device dense peak FLOP/s for MFU (0 = guess)").range(0, 1e21)
-      .add("train.device", &t.device, "cpu | cuda | auto")
+      .add("train.device", &t.device, trainer::train_device_names(), "device; auto: CUDA when available")
       .add("train.comm", &t.comm,
            "communicator: auto (NCCL on CUDA under mpirun, else MPI under mpirun, else single) | single | mpi | nccl");
   auto& op = c->optim;
@@ -64,7 +64,7 @@ void add_train_options(Options& o, trainer::TrainConfig* c) {
   // keep the decoupled decay p *= 1 - lr * wd from flipping the weights' sign; eps > 1 swamps every update.
   o.add("optim.lr", &op.lr, "peak learning rate").range(0, 1, B::kOpenLow)
       .add("optim.warmup_steps", &op.warmup_steps, "linear warmup steps (at most train.steps)").range(0, kMaxSteps)
-      .add("optim.decay", &op.decay, "cosine | linear | constant")
+      .add("optim.decay", &op.decay, trainer::lr_decay_names(), "learning-rate decay after warmup")
       .add("optim.min_lr_ratio", &op.min_lr_ratio, "final lr / peak lr").range(0, 1)
       .add("optim.beta1", &op.beta1, "AdamW beta1").range(0, 1, B::kOpenHigh)
       .add("optim.beta2", &op.beta2, "AdamW beta2").range(0, 1, B::kOpenHigh)
@@ -99,19 +99,9 @@ void add_train_options(Options& o, trainer::TrainConfig* c) {
       o.fail("optim.warmup_steps", "expected 0 to train.steps (" + std::to_string(c->train.steps) + "), got " +
                                        std::to_string(op.warmup_steps));
     }
-    if (op.decay != "cosine" && op.decay != "linear" && op.decay != "constant") {
-      o.fail("optim.decay", "expected cosine, linear or constant, got '" + op.decay + "'");
-    }
-    const std::string& dtype = c->train.dtype;
-    if (dtype != "float32" && dtype != "bfloat16" && dtype != "auto") {
-      o.fail("train.dtype", "expected float32, bfloat16 or auto, got '" + dtype + "'");
-    }
     const std::string& comm = c->train.comm;
     if (comm != "auto" && comm != "single" && comm != "mpi" && comm != "nccl") {
       o.fail("train.comm", "expected auto, single, mpi or nccl, got '" + comm + "'");
-    }
-    if (c->train.device != "cpu" && c->train.device != "cuda" && c->train.device != "auto") {
-      o.fail("train.device", "expected cpu, cuda or auto, got '" + c->train.device + "'");
     }
   });
 }

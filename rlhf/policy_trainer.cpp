@@ -192,7 +192,7 @@ int run_policy_training(PolicyAlgorithm algorithm, const trainer::TrainConfig& c
                           " needs a prompt set (rgemma prepare prompts)");
   }
   const torch::Device device = trainer::pick_device(c.train.device, comm);
-  const bool bf16 = c.train.dtype == "bfloat16" || (c.train.dtype == "auto" && device.is_cuda());
+  const bool bf16 = trainer::use_bf16(c.train.dtype, device);
 
   Griffin policy{nullptr}, reference{nullptr};
   try {

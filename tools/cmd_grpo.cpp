@@ -17,7 +17,7 @@ int run_online_command(rlhf::PolicyAlgorithm algorithm, const char* estimator, i
                    : "GRPO / RLOO of an SFT policy against a reward model and/or verifiable answers, on a prompt set (rgemma prepare prompts).");
   trainer::TrainConfig config;
   config.data.micro_batch = ppo ? 8 : 2;  // prompts per rollout chunk
-  config.optim.lr = 1e-5, config.optim.warmup_steps = 0, config.optim.decay = "constant", config.optim.weight_decay = 0;
+  config.optim.lr = 1e-5, config.optim.warmup_steps = 0, config.optim.decay = trainer::LrDecay::kConstant, config.optim.weight_decay = 0;
   rlhf::RlhfConfig rlhf;
   if (estimator) rlhf.estimator = estimator;  // before binding: the bound value is the key's default
   config::add_train_options(options, &config);

@@ -14,7 +14,7 @@ namespace rg::tools {
 
 std::unique_ptr<comm::Communicator> make_training_communicator(const config::Options& options,
                                                                const trainer::TrainConfig& config) {
-  const bool cuda = config.train.device != "cpu" && torch::cuda::is_available();
+  const bool cuda = config.train.device != trainer::TrainDevice::kCpu && torch::cuda::is_available();
   try {
     return comm::make_communicator(config.train.comm, cuda ? comm::TensorDevice::kCuda : comm::TensorDevice::kCpu);
   } catch (const comm::BackendError& e) {

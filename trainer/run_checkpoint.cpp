@@ -124,7 +124,7 @@ std::string schedule_changes(const LrSchedule& saved, const LrSchedule& now) {
   field("peak_lr", saved.peak_lr, now.peak_lr);
   field("warmup_steps", saved.warmup_steps, now.warmup_steps);
   field("total_steps", saved.total_steps, now.total_steps);
-  field("decay", saved.decay, now.decay);
+  field("decay", name_of(lr_decay_names(), saved.decay), name_of(lr_decay_names(), now.decay));
   field("min_lr_ratio", saved.min_lr_ratio, now.min_lr_ratio);
   return s.str();
 }

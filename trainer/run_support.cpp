@@ -13,15 +13,17 @@
 
 namespace rg::trainer {
 
-torch::Device pick_device(const std::string& name, const comm::Communicator& comm) {
+torch::Device pick_device(TrainDevice device, const comm::Communicator& comm) {
   const bool cuda = torch::cuda::is_available();
-  if (name == "cuda" && !cuda) throw TrainSetupError("train.device: cuda requested but no CUDA device is available");
-  if (name == "cpu" || !cuda) return torch::kCPU;
+  if (device == TrainDevice::kCuda && !cuda) {
+    throw TrainSetupError("train.device: cuda requested but no CUDA device is available");
+  }
+  if (device == TrainDevice::kCpu || !cuda) return torch::kCPU;
   return torch::Device(torch::kCUDA, static_cast<c10::DeviceIndex>(comm.local_rank() % torch::cuda::device_count()));
 }
 
-bool use_bf16(const std::string& dtype, const torch::Device& device) {
-  return dtype == "bfloat16" || (dtype == "auto" && device.is_cuda());
+bool use_bf16(TrainDtype dtype, const torch::Device& device) {
+  return dtype == TrainDtype::kBFloat16 || (dtype == TrainDtype::kAuto && device.is_cuda());
 }
 
 void prepare_run_folder(const std::string& out, const std::string& effective_config, comm::Communicator& comm) {

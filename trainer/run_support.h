@@ -28,10 +28,11 @@ inline double seconds_since(Clock::time_point t) {
 
 // train.device (auto|cpu|cuda) for this rank: CUDA device local_rank % device count when CUDA is used.
 // Throws TrainSetupError when cuda is asked for and no device is available.
-torch::Device pick_device(const std::string& name, const comm::Communicator& comm);
+torch::Device pick_device(TrainDevice device, const comm::Communicator& comm);
 
 // train.dtype for this device: bfloat16 parameters (with fp32 master weights) when asked, or on CUDA for auto.
-bool use_bf16(const std::string& dtype, const torch::Device& device);
+// The one statement of this rule: pretrain, sft and the RLHF trainers all call it.
+bool use_bf16(TrainDtype dtype, const torch::Device& device);
 
 // Creates the run folder and writes the effective configuration to <out>/config.ini (rank 0), then waits
 // for every rank. Collective.

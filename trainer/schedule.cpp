@@ -15,18 +15,15 @@ void LrSchedule::validate() const {
   if (warmup_steps > total_steps) {
     fail("warmup_steps (" + std::to_string(warmup_steps) + ") exceeds total_steps (" + std::to_string(total_steps) + ")");
   }
-  if (decay != "cosine" && decay != "linear" && decay != "constant") {
-    fail("decay must be cosine, linear or constant, got '" + decay + "'");
-  }
   if (min_lr_ratio < 0 || min_lr_ratio > 1) fail("min_lr_ratio must be in [0, 1], got " + std::to_string(min_lr_ratio));
 }
 
 double LrSchedule::lr_at(int64_t step) const {
   if (step < warmup_steps) return peak_lr * static_cast<double>(step + 1) / static_cast<double>(warmup_steps);
-  if (decay == "constant") return peak_lr;
+  if (decay == LrDecay::kConstant) return peak_lr;
   const double span = static_cast<double>(std::max<int64_t>(1, total_steps - warmup_steps));
   const double progress = std::min(1.0, static_cast<double>(step - warmup_steps) / span);  // [0, 1]
-  const double shape = decay == "cosine" ? 0.5 * (1.0 + std::cos(M_PI * progress)) : 1.0 - progress;  // 1 -> 0
+  const double shape = decay == LrDecay::kCosine ? 0.5 * (1.0 + std::cos(M_PI * progress)) : 1.0 - progress;  // 1 -> 0
   return peak_lr * (min_lr_ratio + (1.0 - min_lr_ratio) * shape);
 }
 
@@ -34,7 +31,7 @@ nlohmann::json LrSchedule::to_json() const {
   return {{"peak_lr", peak_lr},
           {"warmup_steps", warmup_steps},
           {"total_steps", total_steps},
-          {"decay", decay},
+          {"decay", name_of(lr_decay_names(), decay)},
           {"min_lr_ratio", min_lr_ratio}};
 }
 
@@ -43,7 +40,12 @@ LrSchedule LrSchedule::from_json(const nlohmann::json& j) {
   s.peak_lr = j.at("peak_lr").get<double>();
   s.warmup_steps = j.at("warmup_steps").get<int64_t>();
   s.total_steps = j.at("total_steps").get<int64_t>();
-  s.decay = j.at("decay").get<std::string>();
+  const std::string decay = j.at("decay").get<std::string>();
+  bool known = false;
+  for (const auto& [name, value] : lr_decay_names()) {
+    if (name == decay) s.decay = value, known = true;
+  }
+  if (!known) throw std::invalid_argument("lr schedule: unknown decay '" + decay + "'");
   s.min_lr_ratio = j.at("min_lr_ratio").get<double>();
   s.validate();
   return s;

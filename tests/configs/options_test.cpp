@@ -238,6 +238,12 @@ const BadValue kBadValues[] = {
     {"test.ratio", "1e39", "expected a finite number, got '1e39'"},  // beyond float's 3.4e38
     {"test.ratio", "nan", "expected a finite number, got 'nan'"},
     {"data.pack", "maybe", "expected true or false, got 'maybe'"},
+    // Named choices: the message lists every accepted name; names are matched exactly.
+    {"optim.decay", "step", "expected cosine, linear or constant, got 'step'"},
+    {"optim.decay", "Cosine", "got 'Cosine'"},
+    {"optim.decay", "", "expected cosine, linear or constant, got ''"},
+    {"train.dtype", "float16", "expected float32, bfloat16 or auto, got 'float16'"},
+    {"train.device", "gpu", "expected cpu, cuda or auto, got 'gpu'"},
 };
 
 TEST_F(MalformedValueTest, BadValuesAreRefusedFromTheCommandLineAndFromFiles) {
@@ -303,6 +309,70 @@ TEST_F(MalformedValueTest, HelpStatesEveryRealOptionsRange) {
     const std::string line = help.substr(at, help.find('\n', at) - at);
     EXPECT_NE(line.find(", in "), std::string::npos) << line;
   }
+}
+
+TEST_F(MalformedValueTest, NamedChoicesParseIntoTheirEnumsAndPrintTheirNames) {
+  ASSERT_EQ(parse_all({}), "");
+  // Defaults are the struct's values, printed by name.
+  EXPECT_EQ(train_.optim.decay, trainer::LrDecay::kCosine);
+  const std::string defaults = options_->effective();
+  EXPECT_NE(defaults.find("\ndecay = cosine\n"), std::string::npos) << defaults;
+  EXPECT_NE(defaults.find("\ndtype = auto\n"), std::string::npos) << defaults;
+  EXPECT_NE(defaults.find("\ndevice = auto\n"), std::string::npos) << defaults;
+  const auto f = write("e.ini", "[optim]\ndecay = constant\n[train]\ndtype = bfloat16\n");
+  ASSERT_EQ(parse_all({"--config", f, "--train.device=cpu", "--optim.decay=linear"}), "");
+  EXPECT_EQ(train_.optim.decay, trainer::LrDecay::kLinear);  // the command line wins over the file
+  EXPECT_EQ(train_.train.dtype, trainer::TrainDtype::kBFloat16);
+  EXPECT_EQ(train_.train.device, trainer::TrainDevice::kCpu);
+  EXPECT_EQ(options_->where("train.dtype"), f + ":4");
+  // The printed config reads back to the same enums.
+  const auto path = (dir_ / "effective.ini").string();
+  options_->write_effective(path);
+  ASSERT_EQ(parse_all({"--config", path}), "");
+  EXPECT_EQ(train_.optim.decay, trainer::LrDecay::kLinear);
+  EXPECT_EQ(train_.train.dtype, trainer::TrainDtype::kBFloat16);
+  EXPECT_EQ(train_.train.device, trainer::TrainDevice::kCpu);
+  const std::string help = options_->help();
+  EXPECT_NE(help.find("--optim.decay=linear"), std::string::npos) << help;  // the current value, by name
+  EXPECT_NE(help.find("learning-rate decay after warmup (cosine, linear or constant)"), std::string::npos) << help;
+}
+
+// The mechanism itself, on an enum of its own (not the trainer's tables): every name in declaration order
+// in help and messages, the default by name, a default outside the names refused at declaration.
+enum class Fruit { kApple, kPear, kPlum };
+TEST_F(OptionsTest, NamedChoiceOption) {
+  const std::vector<std::pair<std::string, Fruit>> names{
+      {"apple", Fruit::kApple}, {"pear", Fruit::kPear}, {"plum", Fruit::kPlum}};
+  auto run = [&](Fruit* target, std::vector<std::string> args, Options** out) {
+    args.insert(args.begin(), "rgemma fruit");
+    std::vector<const char*> argv;
+    for (auto& a : args) argv.push_back(a.c_str());
+    options_ = std::make_unique<Options>("rgemma fruit", "test");
+    options_->add("shop.fruit", target, names, "what to buy");
+    *out = options_.get();
+    try {
+      options_->parse(static_cast<int>(argv.size()), argv.data());
+    } catch (const ConfigError& e) {
+      return std::string(e.what());
+    }
+    return std::string();
+  };
+  Options* o = nullptr;
+  Fruit fruit = Fruit::kPear;
+  EXPECT_EQ(run(&fruit, {}, &o), "");
+  EXPECT_EQ(fruit, Fruit::kPear);
+  EXPECT_EQ(o->effective(), "[shop]\nfruit = pear\n\n");
+  EXPECT_NE(o->help().find("--shop.fruit=pear"), std::string::npos) << o->help();
+  EXPECT_NE(o->help().find("what to buy (apple, pear or plum)"), std::string::npos) << o->help();
+  EXPECT_EQ(run(&fruit, {"--shop.fruit=plum"}, &o), "");
+  EXPECT_EQ(fruit, Fruit::kPlum);
+  EXPECT_EQ(o->effective(), "[shop]\nfruit = plum\n\n");
+  const auto f = write("f.ini", "# list\n[shop]\nfruit = banana\n");
+  EXPECT_EQ(run(&fruit, {"--config", f}, &o), f + ":3: shop.fruit: expected apple, pear or plum, got 'banana'");
+  EXPECT_EQ(run(&fruit, {"--shop.fruit=apple "}, &o),
+            "command line: shop.fruit: expected apple, pear or plum, got 'apple '");
+  Fruit stray = static_cast<Fruit>(7);  // not among the names: a programming error, not a user's
+  EXPECT_THROW(run(&stray, {}, &o), std::logic_error);
 }
 
 TEST_F(OptionsTest, DuplicateKeyInOneFileNamesBothLines) {

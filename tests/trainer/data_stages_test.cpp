@@ -69,7 +69,8 @@ TrainConfig config(const std::string& out, const std::string& resume = "none") {
   c.data.train = fixture().train, c.data.stages = fixture().stages;
   c.data.seq_len = kSeqLen, c.data.micro_batch = kMicro, c.data.seed = 3;
   c.train.out = out, c.train.steps = kSteps, c.train.grad_accum = kAccum, c.train.eval_every = 0;
-  c.train.eval_batches = 1, c.train.log_every = 100, c.train.device = "cpu", c.train.dtype = "float32";
+  c.train.eval_batches = 1, c.train.log_every = 100, c.train.device = TrainDevice::kCpu;
+  c.train.dtype = TrainDtype::kFloat32;
   c.optim.warmup_steps = 2;
   c.checkpoint.every = 1, c.checkpoint.keep_last = 100, c.checkpoint.resume = resume;
   return c;
