@@ -320,9 +320,10 @@ TEST_F(IoTest, SaveReplacesAFolderAtomicallyAndKeepsOtherFiles) {
   EXPECT_EQ(siblings, (std::set<std::string>{"m"}));
 }
 
-// The real model carries exactly the names and shapes of docs/architecture.md §12, and an HF folder written from
-// it reloads into a fresh model that computes the same logits.
-TEST_F(IoTest, GriffinRoundTripsThroughAnHfFolder) {
+// The real model carries exactly the names and shapes of docs/architecture.md §12 that model_params() lists, so
+// the tests above, on modules built from that list, stand for it. Saving a real model and loading it back
+// (same tensors, same logits, Griffin and Gemma) is Pretrained.RoundTripIsExact in pretrained_test.cpp.
+TEST_F(IoTest, GriffinCarriesTheHfNamesAndShapes) {
   for (const ModelConfig& c : {small_griffin(), small_gemma()}) {
     const std::string what = c.all_attention() ? "gemma" : "griffin";
     torch::manual_seed(10);
@@ -331,17 +332,6 @@ TEST_F(IoTest, GriffinRoundTripsThroughAnHfFolder) {
     for (const auto& [name, shape] : model_params(c)) expected[name] = shape;
     for (const auto& item : a->named_parameters()) actual[item.key()] = item.value().sizes().vec();
     EXPECT_EQ(actual, expected) << what;
-
-    save_state(*a, c, path(what));
-    torch::manual_seed(11);
-    Griffin b(read_hf_config(path(what)));
-    ASSERT_FALSE(same_bytes(a->embed_tokens->weight, b->embed_tokens->weight)) << "differently seeded inits";
-    load_state(*b, path(what));
-    expect_equal_params(*a, *b);
-    const at::Tensor tokens = torch::randint(0, c.vocab_size, {2, 7}, torch::kLong);
-    const at::Tensor pos = torch::arange(7, torch::kLong).repeat({2, 1});
-    torch::NoGradGuard g;
-    EXPECT_TRUE(same_bytes(a->forward(tokens, pos), b->forward(tokens, pos))) << what;
   }
 }
 

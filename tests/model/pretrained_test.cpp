@@ -1,9 +1,11 @@
-// Hugging Face folders of a real Griffin: save -> load -> save gives identical tensors and logits, bf16
-// storage, a folder for another shape is refused naming the tensors (before allocating when the config is
-// far larger than the weights), and `rgemma logits` (the command
-// users run to check parity) writes the in-process forward's logits (to float32 summation order).
+// Hugging Face folders of a real Griffin: save -> load gives identical tensors and logits (Griffin and the
+// Gemma baseline), bf16 storage, a folder for another shape is refused naming the tensors (before allocating
+// when the config is far larger than the weights), and `rgemma logits` (the command users run to check
+// parity) writes the in-process forward's logits (to float32 summation order). The folder format itself
+// (names, shards, re-saving a loaded model, refusals) is tested in hf_checkpoint_test.cpp.
 #include "model/pretrained.h"
 
+#include "model/io/hf_config.h"
 #include "model/io/safetensors.h"
 #include "tests/float_tolerance.h"
 
@@ -32,22 +34,31 @@ ModelConfig small_config() {
   return c;
 }
 
+// What is load_pretrained's own: it builds the model config.json describes (the architecture read from it,
+// the parameters left uninitialised) and fills every parameter, so the reloaded model computes the same logits.
 TEST(Pretrained, RoundTripIsExact) {
-  torch::manual_seed(1);
-  Griffin model(small_config());
-  const fs::path a = temp_dir("a"), b = temp_dir("b");
-  save_pretrained(model, a.string());
-  Griffin loaded = load_pretrained(a.string());
-  save_pretrained(loaded, b.string());
-  Griffin reloaded = load_pretrained(b.string());
-  const auto p0 = model->named_parameters(), p2 = reloaded->named_parameters();
-  ASSERT_EQ(p0.size(), p2.size());
-  for (const auto& item : p0) EXPECT_TRUE(torch::equal(item.value(), p2[item.key()])) << item.key();
-  const torch::Tensor tokens = torch::randint(256, {2, 20}, torch::kLong);
-  const torch::Tensor pos = torch::arange(20, torch::kLong).repeat({2, 1});
-  torch::NoGradGuard no_grad;
-  EXPECT_TRUE(torch::equal(model(tokens, pos), reloaded(tokens, pos)));
-  EXPECT_EQ(reloaded->config().depth, 4);
+  ModelConfig gemma = ModelConfig::preset("gemma-2b");  // all-attention, global: saved as HF Gemma
+  gemma.vocab_size = 256, gemma.width = 32, gemma.depth = 2, gemma.num_heads = 2, gemma.head_dim = 16;
+  gemma.mlp_hidden = 48;
+  for (const ModelConfig& c : {small_config(), gemma}) {
+    const std::string what = c.all_attention() ? "gemma" : "griffin";
+    torch::manual_seed(1);
+    Griffin model(c);
+    const fs::path a = temp_dir(what);
+    save_pretrained(model, a.string());
+    Griffin reloaded = load_pretrained(a.string());
+    EXPECT_EQ(reloaded->config().depth, c.depth) << what;
+    io::HfArch arch;
+    io::read_hf_config(a.string(), &arch);
+    EXPECT_EQ(arch == io::HfArch::kGemma, c.all_attention()) << what << ": config.json's model_type";
+    const auto p0 = model->named_parameters(), p1 = reloaded->named_parameters();
+    ASSERT_EQ(p0.size(), p1.size()) << what;
+    for (const auto& item : p0) EXPECT_TRUE(torch::equal(item.value(), p1[item.key()])) << what << " " << item.key();
+    const torch::Tensor tokens = torch::randint(256, {2, 20}, torch::kLong);
+    const torch::Tensor pos = torch::arange(20, torch::kLong).repeat({2, 1});
+    torch::NoGradGuard no_grad;
+    EXPECT_TRUE(torch::equal(model(tokens, pos), reloaded(tokens, pos))) << what;
+  }
 }
 
 TEST(Pretrained, Bfloat16FolderLoadsAsEitherDtype) {
