@@ -43,7 +43,7 @@ double decode_max_diff(const torch::Tensor& a, const torch::Tensor& b) {
 
 // Two float32 evaluations of the model in different orders (the fused kernels sum the gates, the conv taps
 // and the norms in their own order): the longest sum is the MLP's 80 terms; 4 blocks x 3 chained sums +
-// the head = 13 (the same derivation as griffin_test's model_bound).
+// the head = 13 (the same derivation as model_bound in griffin_test_util.h).
 double decode_bound(const torch::Tensor& ref) {
   return test::float32_vs_float32(ref.abs().max().item<double>(), 80, 13);
 }
