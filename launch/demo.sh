@@ -9,8 +9,8 @@
 #
 #   bash launch/demo.sh [--quick] [--update-docs]
 #     --quick        fewer steps, sized for under 5 minutes on 2 idle cores after the build (runs/demo-quick)
-#                    (the full demo: sized for under 20 minutes, runs/demo); --quick took 12m48s on the
-#                    2-core machine shared with other jobs (load 4-7), 2026-12-02
+#                    (the full demo: sized for under 20 minutes, runs/demo). On an idle 2-core AMD EPYC
+#                    (the CI kind), 2026-12-02, data already built: --quick 2m30s, the full demo 4m44s
 #     --update-docs  then copies the report (PNGs, index.md) to docs/img/demo/, which README.md shows
 #   RG_BUILD_DIR=DIR builds and runs from DIR instead of build; RG_DEMO_RUNS=DIR puts the runs there,
 #   RG_DEMO_DATA=DIR the real data (default build-real-data); RG_DEMO_NO_BUILD=1 uses the binary as it is.
