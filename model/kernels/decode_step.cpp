@@ -30,7 +30,9 @@ namespace {
 // small kernels of a width-256 model run on the calling thread and a 256k-vocabulary head still splits.
 constexpr int64_t kWorkPerTask = int64_t{1} << 20;
 
-inline int64_t grain_for(int64_t work_per_item) { return std::max<int64_t>(1, kWorkPerTask / std::max<int64_t>(work_per_item, 1)); }
+inline int64_t grain_for(int64_t work_per_item) {
+  return std::max<int64_t>(1, kWorkPerTask / std::max<int64_t>(work_per_item, 1));
+}
 
 template <class scalar_t>
 using decode_acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -156,7 +158,7 @@ void require_decode(bool ok, const char* what) {
 
 // Eight float lanes (one AVX2 register; GCC/Clang vector extension, so no intrinsics and any target).
 using f32x8 = float __attribute__((vector_size(32)));
-static_assert(kMaxRowsForRowLinear == 8, "row_linear_kernel keeps one input row per lane of an f32x8");
+static_assert(kMaxRowsForRowLinear == 8, "row_linear_lanes_kernel keeps one input row per lane of an f32x8");
 
 // The weights as float: float32 in place; bfloat16 (the top half of a float) shifted into `buffer`.
 inline const float* widen_rows(const float* w, int64_t, std::vector<float>&) { return w; }
@@ -174,7 +176,8 @@ inline const float* widen_rows(const at::BFloat16* w, int64_t count, std::vector
 // bands over the cores. Sums in float in order of k; bfloat16 weights and inputs are widened on load and
 // the result rounded once, as a float-accumulating GEMM does.
 template <class scalar_t>
-void row_linear_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const at::Tensor& bias_t, at::Tensor& out_t) {
+void row_linear_lanes_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const at::Tensor& bias_t,
+                             at::Tensor& out_t) {
   const int64_t B = x_t.size(0), K = x_t.size(1), N = w_t.size(0);
   const scalar_t* x = x_t.data_ptr<scalar_t>();
   const scalar_t* w = w_t.data_ptr<scalar_t>();
@@ -239,7 +242,8 @@ inline float sum8(const f32x8& v) {
 }
 
 template <class scalar_t>
-void row_linear_dot_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const at::Tensor& bias_t, at::Tensor& out_t) {
+void row_linear_along_k_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const at::Tensor& bias_t,
+                               at::Tensor& out_t) {
   const int64_t B = x_t.size(0), K = x_t.size(1), N = w_t.size(0), K8 = K / 8 * 8;
   const scalar_t* w = w_t.data_ptr<scalar_t>();
   const scalar_t* bias = bias_t.defined() ? bias_t.data_ptr<scalar_t>() : nullptr;
@@ -326,11 +330,12 @@ at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& weight, const at::
   const at::Tensor bc = bias.defined() ? bias.contiguous() : bias;
   at::Tensor out = at::empty({x.size(0), weight.size(0)}, x.options());
   // One or two rows: along k (the lane form would waste six of eight lanes); more: one lane per row.
-  const bool dot = x.size(0) <= 2;
+  const bool along_k = x.size(0) <= 2;
   if (x.scalar_type() == at::kFloat) {
-    dot ? row_linear_dot_kernel<float>(xc, wc, bc, out) : row_linear_kernel<float>(xc, wc, bc, out);
+    along_k ? row_linear_along_k_kernel<float>(xc, wc, bc, out) : row_linear_lanes_kernel<float>(xc, wc, bc, out);
   } else {
-    dot ? row_linear_dot_kernel<at::BFloat16>(xc, wc, bc, out) : row_linear_kernel<at::BFloat16>(xc, wc, bc, out);
+    along_k ? row_linear_along_k_kernel<at::BFloat16>(xc, wc, bc, out)
+            : row_linear_lanes_kernel<at::BFloat16>(xc, wc, bc, out);
   }
   return out;
 }
