@@ -6,6 +6,7 @@
 // itself). So decoding token by token always reproduces the parallel pass, which masks documents.
 #include "model/blocks.h"
 
+#include "model/kernels/decode_attention.h"
 #include "model/kernels/decode_step.h"
 
 #include <ATen/record_function.h>
@@ -191,19 +192,24 @@ torch::Tensor AttentionBlockImpl::step_in_place(const torch::Tensor& x, const to
   const torch::Tensor v = kernels::linear_rows(xs, v_proj->weight, {}).view({B, G, hd});
   s.positions.masked_fill_((p == 0).unsqueeze(1), -1);  // a new document forgets the old one
   const int64_t S = s.used();
-  const torch::Tensor pos = s.positions.narrow(1, 0, S);                 // (B, S)
-  torch::Tensor allowed = pos >= 0;
-  if (o_.window > 0) allowed.logical_and_(p.unsqueeze(1) - pos <= o_.window);
-  allowed = torch::cat({allowed, torch::ones({B, 1}, allowed.options())}, 1).view({B, 1, 1, S + 1});
-  const torch::Tensor keys = s.keys.narrow(1, 0, S), values = s.values.narrow(1, 0, S);  // (B, S, G, hd)
-  const torch::Tensor qg = q.view({B, G, H / G, hd});
-  const torch::Tensor scores = torch::cat({torch::matmul(qg, keys.permute({0, 2, 3, 1})),      // (B, G, H/G, S)
-                                           (qg * k.unsqueeze(2)).sum(-1, /*keepdim=*/true)},  // the new key
-                                          -1) * (1.0 / std::sqrt(static_cast<double>(hd)));
-  const torch::Tensor probs =
-      torch::softmax(scores.to(torch::kFloat).masked_fill_(allowed.logical_not(), kMinLogit), -1).to(q.scalar_type());
-  const torch::Tensor out = torch::matmul(probs.narrow(-1, 0, S), values.permute({0, 2, 1, 3})) +
-                            probs.narrow(-1, S, 1) * v.unsqueeze(2);  // (B, G, H/G, hd)
+  torch::Tensor out;  // (B, H, hd)
+  if (kernels::attend_one_token_applies(q, s.keys)) {
+    out = kernels::attend_one_token(q, k, v, s.keys, s.values, s.positions, S, p.contiguous(), o_.window);
+  } else {  // op by op: CUDA, bfloat16, float64
+    const torch::Tensor pos = s.positions.narrow(1, 0, S);  // (B, S)
+    torch::Tensor allowed = pos >= 0;
+    if (o_.window > 0) allowed.logical_and_(p.unsqueeze(1) - pos <= o_.window);
+    allowed = torch::cat({allowed, torch::ones({B, 1}, allowed.options())}, 1).view({B, 1, 1, S + 1});
+    const torch::Tensor keys = s.keys.narrow(1, 0, S), values = s.values.narrow(1, 0, S);  // (B, S, G, hd)
+    const torch::Tensor qg = q.view({B, G, H / G, hd});
+    const torch::Tensor scores = torch::cat({torch::matmul(qg, keys.permute({0, 2, 3, 1})),      // (B, G, H/G, S)
+                                             (qg * k.unsqueeze(2)).sum(-1, /*keepdim=*/true)},  // the new key
+                                            -1) * (1.0 / std::sqrt(static_cast<double>(hd)));
+    const torch::Tensor masked = scores.to(torch::kFloat).masked_fill_(allowed.logical_not(), kMinLogit);
+    const torch::Tensor probs = torch::softmax(masked, -1).to(q.scalar_type());
+    out = torch::matmul(probs.narrow(-1, 0, S), values.permute({0, 2, 1, 3})) +
+          probs.narrow(-1, S, 1) * v.unsqueeze(2);  // (B, G, H/G, hd)
+  }
   if (s.ring) {
     const torch::Tensor rows = torch::arange(B, p.options()), slot = p.remainder(o_.window);
     s.keys.index_put_({rows, slot}, k);

@@ -1,0 +1,194 @@
+// One-token attention over a sampling cache (see decode_attention.h). Per task (row b, key head g, chunk of
+// slots), with the key head's nq query heads:
+//   scores  s[t][i] = q_i . k_t / sqrt(hd)        (slot t counted: position >= 0, within the window)
+//   m_i = max_t s[t][i],  e[t][i] = exp(s[t][i] - m_i),  l_i = sum_t e[t][i],  o_i = sum_t e[t][i] v_t
+// and the merge over chunks and the new key (score s_new, value v_new), per query head:
+//   M = max(s_new, max_c m_c)
+//   out = (e^(s_new - M) v_new + sum_c e^(m_c - M) o_c) / (e^(s_new - M) + sum_c e^(m_c - M) l_c)
+// The scores keep the query heads in the lanes (q transposed once per task, each key element one broadcast
+// multiply-add into all heads), so keys and values are read once, in slot order, with no transpose.
+#include "model/kernels/decode_attention.h"
+
+#include "model/kernels/vec_math.h"
+
+#include <ATen/Parallel.h>
+#include <ATen/core/grad_mode.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace rg::kernels {
+namespace {
+
+// Slots per task: 256 slots x 12 query heads x hd 64 is ~400k multiply-adds (scores and values), and a
+// batch of one row over an 8k cache still makes 32 tasks for the cores.
+constexpr int64_t kChunk = 256;
+// Multiply-adds a parallel region must hold before it forks (see kWorkPerTask in decode_step.cpp: rgemma
+// waits passively in OpenMP, so waking a thread costs tens of microseconds).
+constexpr int64_t kForkWork = int64_t{1} << 20;
+// Query heads per key head are padded to a multiple of the vector width in the score buffer.
+constexpr int64_t kLanes = 8;
+
+void require(bool ok, const std::string& what) {
+  if (!ok) throw std::invalid_argument("attend_one_token: " + what);
+}
+
+}  // namespace
+
+bool attend_one_token_applies(const at::Tensor& q, const at::Tensor& keys) {
+  return q.device().is_cpu() && keys.device().is_cpu() && q.scalar_type() == at::kFloat &&
+         keys.scalar_type() == at::kFloat && keys.is_contiguous() && !at::GradMode::is_enabled();
+}
+
+at::Tensor attend_one_token(const at::Tensor& q, const at::Tensor& k_new, const at::Tensor& v_new,
+                            const at::Tensor& keys, const at::Tensor& values, const at::Tensor& positions,
+                            int64_t S, const at::Tensor& p, int64_t window) {
+  require(attend_one_token_applies(q, keys), "expected CPU float32 tensors with grad mode off");
+  require(q.dim() == 3 && k_new.dim() == 3 && keys.dim() == 4,
+          "expected q (B, H, hd), k (B, G, hd), keys (B, C, G, hd)");
+  const int64_t B = q.size(0), H = q.size(1), hd = q.size(2), C = keys.size(1), G = keys.size(2);
+  require(G > 0 && H % G == 0,
+          "query heads " + std::to_string(H) + " not a multiple of key heads " + std::to_string(G));
+  require(k_new.sizes().equals({B, G, hd}) && v_new.sizes().equals({B, G, hd}) && keys.size(0) == B &&
+              keys.size(3) == hd && values.sizes().equals(keys.sizes()) && positions.sizes().equals({B, C}) &&
+              p.sizes().equals({B}),
+          "shapes do not match");
+  require(S >= 0 && S <= C, "slots in use " + std::to_string(S) + " outside [0, " + std::to_string(C) + "]");
+  require(q.is_contiguous() && k_new.is_contiguous() && v_new.is_contiguous() && keys.is_contiguous() &&
+              values.is_contiguous() && positions.is_contiguous() && positions.scalar_type() == at::kLong &&
+              p.scalar_type() == at::kLong && p.is_contiguous() && k_new.scalar_type() == at::kFloat &&
+              v_new.scalar_type() == at::kFloat && values.scalar_type() == at::kFloat,
+          "expected contiguous float32 q, k, v, keys, values and int64 positions");
+
+  const int64_t nq = H / G, lanes = (nq + kLanes - 1) / kLanes * kLanes;
+  const int64_t chunks = std::max<int64_t>(1, (S + kChunk - 1) / kChunk), tasks = B * G * chunks;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  constexpr float kNegInf = -std::numeric_limits<float>::infinity();
+  const float* qd = q.data_ptr<float>();
+  const float* kd = keys.data_ptr<float>();
+  const float* vd = values.data_ptr<float>();
+  const int64_t* pos = positions.data_ptr<int64_t>();
+  const int64_t* pd = p.data_ptr<int64_t>();
+  // Each task's partial softmax: maxima m and sums l (tasks, nq), weighted values o (tasks, nq, hd).
+  std::vector<float> part_m(tasks * nq, kNegInf), part_l(tasks * nq, 0.f), part_o(tasks * nq * hd, 0.f);
+
+  const int64_t work_per_task = 2 * nq * std::min(S, kChunk) * hd;
+  at::parallel_for(0, tasks, std::max<int64_t>(1, kForkWork / std::max<int64_t>(work_per_task, 1)),
+                   [&](int64_t t0, int64_t t1) {
+    std::vector<float> qt(hd * lanes);        // qt[j][i] = q_i[j] * scale, lanes past nq zero
+    std::vector<float> sc(kChunk * lanes);    // scores, then exponentials: sc[t][i]
+    std::vector<int64_t> slot(kChunk);        // the counted slots of the chunk
+    for (int64_t task = t0; task < t1; ++task) {
+      const int64_t b = task / (G * chunks), g = task / chunks % G, c = task % chunks;
+      const int64_t s0 = c * kChunk, s1 = std::min(S, s0 + kChunk);
+      int64_t n = 0;
+      for (int64_t s = s0; s < s1; ++s) {
+        const int64_t at = pos[b * C + s];
+        if (at >= 0 && (window == 0 || pd[b] - at <= window)) slot[n++] = s;
+      }
+      if (n == 0) continue;  // m = -inf, l = 0: the merge gives this chunk no weight
+      const float* qg = qd + (b * H + g * nq) * hd;
+      std::fill(qt.begin(), qt.end(), 0.f);
+      for (int64_t i = 0; i < nq; ++i) {
+        for (int64_t j = 0; j < hd; ++j) qt[j * lanes + i] = qg[i * hd + j] * scale;
+      }
+      // Scores: one broadcast multiply-add of each key element into all query heads' lanes.
+      for (int64_t t = 0; t < n; ++t) {
+        const float* k = kd + ((b * C + slot[t]) * G + g) * hd;
+        float* out = &sc[t * lanes];
+        for (int64_t a = 0; a < lanes; a += kLanes) {
+          f32x8 acc = {};
+          for (int64_t j = 0; j < hd; ++j) {
+            f32x8 qv;
+            std::memcpy(&qv, &qt[j * lanes + a], sizeof(qv));
+            acc += k[j] * qv;
+          }
+          std::memcpy(out + a, &acc, sizeof(acc));
+        }
+      }
+      // Partial softmax per head: maximum, exponentials in place, their sum.
+      f32x8 mx = f32x8{} + kNegInf, sum = {};
+      float* m = &part_m[task * nq];
+      float* l = &part_l[task * nq];
+      std::vector<f32x8> mv(lanes / kLanes, mx), lv(lanes / kLanes, sum);
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t a = 0; a < lanes; a += kLanes) {
+          f32x8 s;
+          std::memcpy(&s, &sc[t * lanes + a], sizeof(s));
+          mv[a / kLanes] = mv[a / kLanes] > s ? mv[a / kLanes] : s;
+        }
+      }
+      for (int64_t t = 0; t < n; ++t) {
+        for (int64_t a = 0; a < lanes; a += kLanes) {
+          f32x8 s;
+          std::memcpy(&s, &sc[t * lanes + a], sizeof(s));
+          s = exp_nonpositive(s - mv[a / kLanes]);
+          lv[a / kLanes] += s;
+          std::memcpy(&sc[t * lanes + a], &s, sizeof(s));
+        }
+      }
+      for (int64_t i = 0; i < nq; ++i) m[i] = mv[i / kLanes][i % kLanes], l[i] = lv[i / kLanes][i % kLanes];
+      // Weighted values: four slots per pass over each head's output row.
+      for (int64_t i = 0; i < nq; ++i) {
+        float* o = &part_o[(task * nq + i) * hd];
+        int64_t t = 0;
+        for (; t + 4 <= n; t += 4) {
+          const float w0 = sc[t * lanes + i], w1 = sc[(t + 1) * lanes + i], w2 = sc[(t + 2) * lanes + i],
+                      w3 = sc[(t + 3) * lanes + i];
+          const float* v0 = vd + ((b * C + slot[t]) * G + g) * hd;
+          const float* v1 = vd + ((b * C + slot[t + 1]) * G + g) * hd;
+          const float* v2 = vd + ((b * C + slot[t + 2]) * G + g) * hd;
+          const float* v3 = vd + ((b * C + slot[t + 3]) * G + g) * hd;
+          for (int64_t j = 0; j < hd; ++j) o[j] += w0 * v0[j] + w1 * v1[j] + w2 * v2[j] + w3 * v3[j];
+        }
+        for (; t < n; ++t) {
+          const float w = sc[t * lanes + i];
+          const float* v = vd + ((b * C + slot[t]) * G + g) * hd;
+          for (int64_t j = 0; j < hd; ++j) o[j] += w * v[j];
+        }
+      }
+    }
+  });
+
+  // Merge the chunks and the new key, per (row, query head).
+  at::Tensor out = at::empty({B, H, hd}, q.options());
+  float* od = out.data_ptr<float>();
+  const float* knd = k_new.data_ptr<float>();
+  const float* vnd = v_new.data_ptr<float>();
+  at::parallel_for(0, B * H, std::max<int64_t>(1, kForkWork / std::max<int64_t>(chunks * hd, 1)),
+                   [&](int64_t r0, int64_t r1) {
+    std::vector<double> acc(hd);
+    for (int64_t r = r0; r < r1; ++r) {
+      const int64_t b = r / H, h = r % H, g = h / nq, i = h % nq;
+      const float* qh = qd + r * hd;
+      const float* kn = knd + (b * G + g) * hd;
+      const float* vn = vnd + (b * G + g) * hd;
+      float s_new = 0.f;
+      for (int64_t j = 0; j < hd; ++j) s_new += qh[j] * kn[j];
+      s_new *= scale;
+      float M = s_new;
+      for (int64_t c = 0; c < chunks; ++c) M = std::max(M, part_m[((b * G + g) * chunks + c) * nq + i]);
+      double L = std::exp(static_cast<double>(s_new - M));
+      for (int64_t j = 0; j < hd; ++j) acc[j] = L * vn[j];
+      for (int64_t c = 0; c < chunks; ++c) {
+        const int64_t task = (b * G + g) * chunks + c;
+        const float l = part_l[task * nq + i];
+        if (l == 0.f) continue;
+        const double f = std::exp(static_cast<double>(part_m[task * nq + i] - M));
+        L += f * l;
+        const float* o = &part_o[(task * nq + i) * hd];
+        for (int64_t j = 0; j < hd; ++j) acc[j] += f * o[j];
+      }
+      for (int64_t j = 0; j < hd; ++j) od[r * hd + j] = static_cast<float>(acc[j] / L);
+    }
+  });
+  return out;
+}
+
+}  // namespace rg::kernels
