@@ -93,7 +93,8 @@ torch::Tensor GriffinImpl::step(const torch::Tensor& tokens, const torch::Tensor
   const int64_t B = x.size(0), W = x.size(2);
   if (!(fused_decode_ && kernels::decode_kernels_apply(x))) return logits(final_norm(x).squeeze(1));  // (B, V)
   const torch::Tensor h = kernels::rms_norm_rows(x.reshape({B, W}).contiguous(), final_norm->weight, final_norm->eps());
-  return soft_cap(kernels::linear_rows(h, embed_tokens->weight, {}));  // (B, V)
+  // The cap inside the head's kernels: no extra passes over (B, V). logits() (op by op) stays the reference.
+  return kernels::linear_rows(h, embed_tokens->weight, {}, config_.logits_soft_cap);  // (B, V)
 }
 
 }  // namespace rg

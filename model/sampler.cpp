@@ -3,8 +3,11 @@
 //
 // The rule on logits l (B, V), temperature T, uniforms u (B):
 //   z = (l - max l) / T, p = exp(z) / sum exp(z)        full-vocabulary probabilities (z <= 0: no overflow)
-//   top_k = 0, top_p = 1: inverse CDF over the vocabulary in id order (cumsum in float64 + searchsorted; on
-//   the CPU two summing passes that give the same choice without the (B, V) CDF)
+//   top_k = 0, top_p = 1: inverse CDF over the vocabulary in id order (cumsum in float64 + searchsorted).
+//   On the CPU one fused kernel per row does it without any (B, V) tensor: a max pass, then exp(z) summed in
+//   float64 per block of 1,024 ids, the block found from the block sums and the id by summing inside it.
+//   Same choice as the cumsum except where u * total lies within float64 rounding of a cut (the sums'
+//   association differs) or, for float32 logits, within float32 rounding (its exp is not Sleef's).
 //   otherwise the candidates, most likely first: torch::topk(k) for top_k > 0, else an adaptive top-k that
 //   grows (x4) until every row's candidates hold top_p of the mass; top-p keeps the shortest prefix whose
 //   full-vocabulary mass reaches top_p; inverse CDF over what is kept.
@@ -13,13 +16,18 @@
 // within float32 rounding of a top-p cut.
 #include "model/sampler.h"
 
+#include "model/kernels/vec_exp_tanh.h"
+
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
+#include <limits>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 namespace rg {
 namespace {
@@ -90,6 +98,147 @@ torch::Tensor inverse_cdf(const torch::Tensor& prob, const torch::Tensor& u) {
   return torch::searchsorted(cdf, target, /*out_int32=*/false, /*right=*/true).squeeze(1).clamp_max(prob.size(1) - 1);
 }
 
+// The fused CPU rule for float32 / float64 logits, plain rule or greedy (see the top of the file). Per row:
+//   1. m = max l, with a NaN flag (the row is reported non-finite as the ATen path reports it: NaN, +inf, all -inf)
+//   2. e_i = exp((l_i - m) / T) a block of kPickBlock ids at a time into an L1 buffer, each block summed in
+//      float64 with four vector accumulators (no serial dependency chain over V), total = sum of block sums
+//   3. target = u * total (kept below total), the block where the running sum of block sums first exceeds it,
+//      and inside it, e recomputed and summed serially in float64 from that block's start: the first id whose
+//      running sum exceeds target. If rounding (block sums associate differently) lets no id of the block
+//      cross, its last id with e > 0: the chosen id always has probability > 0.
+//   4. log p = z[id] - log(total); greedy: the first maximum, log p = -log(total) at T = 1.
+// On a 256k vocabulary the ATen rule was ~8 passes over (B, V) (max, sub, div, exp, sum, log, gather, the
+// two summing passes of inverse_cdf_cpu), a third of a batch-4 step on the 2-core AMD EPYC.
+constexpr int64_t kPickBlock = 1024;  // a multiple of 16 (the summing loop's stride); 4 KB of float: in L1
+
+using f64x4 = double __attribute__((vector_size(32)));
+using f32x4 = float __attribute__((vector_size(16)));
+using kernels::vec::f32x8;
+
+template <class V, class T>
+V pick_load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+
+// Row maximum and whether a NaN is in the row (a NaN comparison is false, so it would not reach the max).
+float pick_row_max(const float* l, int64_t n, bool* nan) {
+  f32x8 m = kernels::vec::splat(-std::numeric_limits<float>::infinity());
+  kernels::vec::i32x8 bad = {};
+  int64_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const f32x8 v = pick_load<f32x8>(l + i);
+    bad |= v != v;
+    m = v > m ? v : m;
+  }
+  float out = m[0];
+  bool any = false;
+  for (int j = 0; j < 8; ++j) out = std::max(out, m[j]), any |= bad[j] != 0;
+  for (; i < n; ++i) out = std::max(out, l[i]), any |= std::isnan(l[i]);
+  *nan = any;
+  return out;
+}
+double pick_row_max(const double* l, int64_t n, bool* nan) {
+  double out = -std::numeric_limits<double>::infinity();
+  bool any = false;
+  for (int64_t i = 0; i < n; ++i) out = std::max(out, l[i]), any |= std::isnan(l[i]);
+  *nan = any;
+  return out;
+}
+
+// e[i] = exp((l[i] - m) / t) for i < n <= kPickBlock, zeros after n up to the next multiple of 16. float32:
+// the division as ATen's (l - m) / T rounds it, then kernels::vec::exp_nonpositive (within 3 * 2^-24 relative).
+void pick_exp_block(const float* l, int64_t n, float m, float t, float* e) {
+  const f32x8 mv = kernels::vec::splat(m), tv = kernels::vec::splat(t);
+  const int64_t n16 = (n + 15) / 16 * 16;
+  for (int64_t i = 0; i < n16; i += 8) {
+    f32x8 v = kernels::vec::splat(-std::numeric_limits<float>::infinity());  // past n: exp(-inf) = 0
+    if (i + 8 <= n) {
+      v = pick_load<f32x8>(l + i);
+    } else if (i < n) {
+      std::memcpy(&v, l + i, static_cast<size_t>(n - i) * sizeof(float));
+    }
+    const f32x8 x = kernels::vec::exp_nonpositive((v - mv) / tv);
+    std::memcpy(e + i, &x, sizeof x);
+  }
+}
+void pick_exp_block(const double* l, int64_t n, double m, double t, double* e) {
+  const int64_t n16 = (n + 15) / 16 * 16;
+  for (int64_t i = 0; i < n16; ++i) e[i] = i < n ? std::exp((l[i] - m) / t) : 0.0;
+}
+
+// Sum of e[0, n16) in float64, n16 a multiple of 16, in four independent vector accumulators.
+double pick_sum_f64(const float* e, int64_t n16) {
+  f64x4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  for (int64_t i = 0; i < n16; i += 16) {
+    a0 += __builtin_convertvector(pick_load<f32x4>(e + i), f64x4);
+    a1 += __builtin_convertvector(pick_load<f32x4>(e + i + 4), f64x4);
+    a2 += __builtin_convertvector(pick_load<f32x4>(e + i + 8), f64x4);
+    a3 += __builtin_convertvector(pick_load<f32x4>(e + i + 12), f64x4);
+  }
+  const f64x4 s = (a0 + a1) + (a2 + a3);
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+double pick_sum_f64(const double* e, int64_t n16) {
+  f64x4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  for (int64_t i = 0; i < n16; i += 16) {
+    a0 += pick_load<f64x4>(e + i), a1 += pick_load<f64x4>(e + i + 4);
+    a2 += pick_load<f64x4>(e + i + 8), a3 += pick_load<f64x4>(e + i + 12);
+  }
+  const f64x4 s = (a0 + a1) + (a2 + a3);
+  return (s[0] + s[1]) + (s[2] + s[3]);
+}
+
+struct RowPick {
+  int64_t id = 0;
+  double logprob = std::numeric_limits<double>::quiet_NaN();
+  bool finite = false;
+};
+
+template <class T>
+RowPick pick_row(const T* l, int64_t V, bool greedy, T temperature, double u, std::vector<double>& block_sums,
+                 T* e) {
+  RowPick r;
+  bool nan = false;
+  const T m = pick_row_max(l, V, &nan);
+  r.finite = !nan && std::isfinite(m);
+  if (!r.finite) return r;
+  const T t = greedy ? T(1) : temperature;
+  const int64_t blocks = (V + kPickBlock - 1) / kPickBlock;
+  const auto block_size = [&](int64_t j) { return std::min(kPickBlock, V - j * kPickBlock); };
+  const auto block_exp = [&](int64_t j) { pick_exp_block(l + j * kPickBlock, block_size(j), m, t, e); };
+  double total = 0;  // >= 1: the maximum contributes exp(0)
+  for (int64_t j = 0; j < blocks; ++j) {
+    block_exp(j);
+    block_sums[j] = pick_sum_f64(e, (block_size(j) + 15) / 16 * 16);
+    total += block_sums[j];
+  }
+  const double log_total = std::log(total);
+  if (greedy) {
+    r.id = std::find(l, l + V, m) - l;  // the first maximum, as argmax
+    r.logprob = -log_total;
+    return r;
+  }
+  const double target = std::min(u * total, total * kBelowOne);
+  double cumulative = 0;
+  int64_t j = 0;
+  while (j + 1 < blocks && !(cumulative + block_sums[j] > target)) cumulative += block_sums[j++];
+  // Only a block of zeros at the end can hold no id with e > 0; step back to one that has (total >= 1).
+  while (block_sums[j] == 0) cumulative -= block_sums[--j];
+  block_exp(j);
+  int64_t last_positive = 0;
+  int64_t i = 0;
+  for (; i < block_size(j); ++i) {
+    if (e[i] > 0) last_positive = i;
+    cumulative += static_cast<double>(e[i]);
+    if (cumulative > target) break;
+  }
+  r.id = j * kPickBlock + (i < block_size(j) ? i : last_positive);
+  r.logprob = static_cast<double>(static_cast<T>((l[r.id] - m) / t)) - log_total;
+  return r;
+}
+
 // The most likely candidates of each row, most likely first, enough of them that every row's
 // full-vocabulary mass reaches top_p (or all V): values z (B, k) and ids (B, k).
 std::tuple<torch::Tensor, torch::Tensor> nucleus_candidates(const torch::Tensor& z, const torch::Tensor& lse,
@@ -109,9 +258,37 @@ struct DevicePick {
   torch::Tensor finite;    // (B) bool: the row's maximum is finite (no NaN, no +inf, not all -inf)
 };
 
+// Rows go to other cores only when a task holds 2^18 values or more: a fork costs tens of microseconds
+// (rgemma waits passively in OpenMP). Batch 4 x 256k: two rows per core on two cores.
+DevicePick pick_fused_cpu(const torch::Tensor& logits, const SamplerOptions& o, const torch::Tensor& u) {
+  const torch::Tensor l = logits.contiguous(), ud = u.contiguous();
+  const int64_t B = l.size(0), V = l.size(1);
+  torch::Tensor ids = torch::empty({B}, torch::kLong), logprobs = torch::empty({B}, torch::kDouble);
+  torch::Tensor finite = torch::empty({B}, torch::kBool);
+  int64_t* id = ids.data_ptr<int64_t>();
+  double* lp = logprobs.data_ptr<double>();
+  bool* fin = finite.data_ptr<bool>();
+  const double* us = ud.data_ptr<double>();
+  AT_DISPATCH_FLOATING_TYPES(l.scalar_type(), "pick_fused_cpu", [&] {
+    const scalar_t* rows = l.data_ptr<scalar_t>();
+    const auto temperature = static_cast<scalar_t>(o.temperature);
+    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / V);
+    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+      std::vector<double> block_sums(static_cast<size_t>((V + kPickBlock - 1) / kPickBlock));
+      std::vector<scalar_t> e(static_cast<size_t>(kPickBlock));
+      for (int64_t b = b0; b < b1; ++b) {
+        const RowPick r = pick_row(rows + b * V, V, o.greedy, temperature, us[b], block_sums, e.data());
+        id[b] = r.id, lp[b] = r.logprob, fin[b] = r.finite;
+      }
+    });
+  });
+  return {ids, logprobs, finite};
+}
+
 // The rule on the logits' device; options already checked. u (B) float64 on the same device.
 DevicePick pick_on_device(const torch::Tensor& logits, const SamplerOptions& o, const torch::Tensor& u) {
   const torch::Tensor l = logits.scalar_type() == torch::kDouble ? logits : logits.to(torch::kFloat);  // (B, V)
+  if (l.device().is_cpu() && (o.greedy || (o.top_k == 0 && o.top_p >= 1.0))) return pick_fused_cpu(l, o, u);
   // max propagates NaN and is +inf with any +inf, -inf when the whole row is: one test covers all three.
   const torch::Tensor m = std::get<0>(l.max(-1, /*keepdim=*/true));  // (B, 1)
   const torch::Tensor finite = torch::isfinite(m.squeeze(1));

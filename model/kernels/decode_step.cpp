@@ -8,6 +8,8 @@
 // then the conv state shifts by one tap in place. Same arithmetic as layers.cpp / rg_lru_fused.cpp.
 #include "model/kernels/decode_step.h"
 
+#include "model/kernels/vec_exp_tanh.h"
+
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
@@ -157,7 +159,7 @@ void require_decode(bool ok, const char* what) {
 }
 
 // Eight float lanes (one AVX2 register; GCC/Clang vector extension, so no intrinsics and any target).
-using f32x8 = float __attribute__((vector_size(32)));
+using vec::f32x8;
 static_assert(kMaxRowsForRowLinear == 8, "row_linear_lanes_kernel keeps one input row per lane of an f32x8");
 
 // The weights as float: float32 in place; bfloat16 (the top half of a float) shifted into `buffer`.
@@ -170,13 +172,56 @@ inline const float* widen_rows(const at::BFloat16* w, int64_t count, std::vector
   return buffer.data();
 }
 
+// c tanh(v / c) on s[0, count), in place, eight at a time; s has room for count rounded up to 8. Relative error
+// <= 10u (u = 2^-24): vec::tanh's 7u, two roundings of the argument v * (1/c) (tanh's relative condition
+// t tanh'(t) / tanh(t) <= 1 passes them on unchanged) and one of the product with c.
+void soft_cap_span(float* s, int64_t count, float cap) {
+  const float inv = 1.f / cap;
+  for (int64_t i = 0; i < count; i += 8) {
+    f32x8 v;
+    std::memcpy(&v, s + i, sizeof v);
+    v = cap * vec::tanh(v * inv);
+    std::memcpy(s + i, &v, sizeof v);
+  }
+}
+
+// The linear kernels' outputs, kChunk columns of every row at a time, staged in float: when a chunk is complete
+// the soft cap (if any) runs along its columns in full vectors while they sit in L1, and each value is rounded
+// once to the output dtype. kChunk is a multiple of both kernels' bands (8 and 4 weight rows), so bands stay
+// whole except at a task's end.
+constexpr int64_t kChunk = 64;
+
+template <class scalar_t>
+class OutputStage {
+ public:
+  OutputStage(scalar_t* out, int64_t B, int64_t N, float cap) : out_(out), B_(B), N_(N), cap_(cap) {}
+  void begin(int64_t c0) { c0_ = c0; }
+  void put(int64_t b, int64_t n, float v) { buf_[b * kChunk + (n - c0_)] = v; }
+  void finish(int64_t c1) {
+    const int64_t count = c1 - c0_;
+    for (int64_t b = 0; b < B_; ++b) {
+      float* s = buf_ + b * kChunk;
+      if (cap_ > 0) soft_cap_span(s, count, cap_);
+      scalar_t* o = out_ + b * N_ + c0_;
+      for (int64_t i = 0; i < count; ++i) o[i] = static_cast<scalar_t>(s[i]);
+    }
+  }
+
+ private:
+  scalar_t* out_;
+  int64_t B_, N_;
+  float cap_;
+  int64_t c0_ = 0;
+  float buf_[kMaxRowsForRowLinear * kChunk] = {};  // zeros: soft_cap_span's last vector may read past count
+};
+
 // out (B, N) = x (B, K) W^T (N, K) + bias, B <= 8. The inputs are transposed into one f32x8 per k, lane b
 // holding x[b, k], so each weight is one broadcast multiply-add into the lanes of all B inputs at once: no
 // horizontal sums, and W is read once, eight rows at a time (eight independent accumulator chains), in
 // bands over the cores. Sums in float in order of k; bfloat16 weights and inputs are widened on load and
-// the result rounded once, as a float-accumulating GEMM does.
+// the result rounded once, as a float-accumulating GEMM does (after the soft cap, when cap > 0).
 template <class scalar_t>
-void row_linear_lanes_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const at::Tensor& bias_t,
+void row_linear_lanes_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const at::Tensor& bias_t, float cap,
                              at::Tensor& out_t) {
   const int64_t B = x_t.size(0), K = x_t.size(1), N = w_t.size(0);
   const scalar_t* x = x_t.data_ptr<scalar_t>();
@@ -189,42 +234,48 @@ void row_linear_lanes_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const
     for (int64_t b = 0; b < B; ++b) v[b] = static_cast<float>(x[b * K + k]);
     xt[k] = v;
   }
-  const auto store = [&](const f32x8& acc, int64_t n) {
-    const float add = bias ? static_cast<float>(bias[n]) : 0.f;
-    for (int64_t b = 0; b < B; ++b) out[b * N + n] = static_cast<scalar_t>(acc[b] + add);
-  };
   at::parallel_for(0, N, std::max<int64_t>(8, grain_for(B * K)), [&](int64_t n0, int64_t n1) {
     std::vector<float> band;  // bfloat16: the band's eight rows widened to float first, a vectorised pass
     if constexpr (!std::is_same_v<scalar_t, float>) band.resize(static_cast<size_t>(8 * K));
-    int64_t n = n0;
-    for (; n + 8 <= n1; n += 8) {
-      const float* r = widen_rows(w + n * K, 8 * K, band);
-      // Ask for the same lines two bands ahead, every 16 values: with the hardware prefetcher alone the
-      // kernel read DRAM at 5-8 GB/s on one core of the AMD EPYC, with this at 14 (a plain read: 25).
-      const scalar_t* ahead = n + 24 <= N ? w + (n + 16) * K : nullptr;
-      f32x8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {};
-      for (int64_t k = 0; k < K; ++k) {
-        if (ahead && (k & 15) == 0) {
-          for (int64_t j = 0; j < 8; ++j) __builtin_prefetch(ahead + j * K + k);
+    OutputStage<scalar_t> stage(out, B, N, cap);
+    const auto store = [&](const f32x8& acc, int64_t n) {
+      const float add = bias ? static_cast<float>(bias[n]) : 0.f;
+      for (int64_t b = 0; b < B; ++b) stage.put(b, n, acc[b] + add);
+    };
+    for (int64_t c0 = n0; c0 < n1; c0 += kChunk) {
+      const int64_t c1 = std::min(n1, c0 + kChunk);
+      stage.begin(c0);
+      int64_t n = c0;
+      for (; n + 8 <= c1; n += 8) {
+        const float* r = widen_rows(w + n * K, 8 * K, band);
+        // Ask for the same lines two bands ahead, every 16 values: with the hardware prefetcher alone the
+        // kernel read DRAM at 5-8 GB/s on one core of the AMD EPYC, with this at 14 (a plain read: 25).
+        const scalar_t* ahead = n + 24 <= N ? w + (n + 16) * K : nullptr;
+        f32x8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {};
+        for (int64_t k = 0; k < K; ++k) {
+          if (ahead && (k & 15) == 0) {
+            for (int64_t j = 0; j < 8; ++j) __builtin_prefetch(ahead + j * K + k);
+          }
+          const f32x8 xk = xt[k];
+          a0 += xk * r[k];
+          a1 += xk * r[K + k];
+          a2 += xk * r[2 * K + k];
+          a3 += xk * r[3 * K + k];
+          a4 += xk * r[4 * K + k];
+          a5 += xk * r[5 * K + k];
+          a6 += xk * r[6 * K + k];
+          a7 += xk * r[7 * K + k];
         }
-        const f32x8 xk = xt[k];
-        a0 += xk * r[k];
-        a1 += xk * r[K + k];
-        a2 += xk * r[2 * K + k];
-        a3 += xk * r[3 * K + k];
-        a4 += xk * r[4 * K + k];
-        a5 += xk * r[5 * K + k];
-        a6 += xk * r[6 * K + k];
-        a7 += xk * r[7 * K + k];
+        store(a0, n), store(a1, n + 1), store(a2, n + 2), store(a3, n + 3);
+        store(a4, n + 4), store(a5, n + 5), store(a6, n + 6), store(a7, n + 7);
       }
-      store(a0, n), store(a1, n + 1), store(a2, n + 2), store(a3, n + 3);
-      store(a4, n + 4), store(a5, n + 5), store(a6, n + 6), store(a7, n + 7);
-    }
-    for (; n < n1; ++n) {
-      const float* r = widen_rows(w + n * K, K, band);
-      f32x8 a = {};
-      for (int64_t k = 0; k < K; ++k) a += xt[k] * r[k];
-      store(a, n);
+      for (; n < c1; ++n) {
+        const float* r = widen_rows(w + n * K, K, band);
+        f32x8 a = {};
+        for (int64_t k = 0; k < K; ++k) a += xt[k] * r[k];
+        store(a, n);
+      }
+      stage.finish(c1);
     }
   });
 }
@@ -242,7 +293,7 @@ inline float sum8(const f32x8& v) {
 }
 
 template <class scalar_t>
-void row_linear_along_k_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const at::Tensor& bias_t,
+void row_linear_along_k_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const at::Tensor& bias_t, float cap,
                                at::Tensor& out_t) {
   const int64_t B = x_t.size(0), K = x_t.size(1), N = w_t.size(0), K8 = K / 8 * 8;
   const scalar_t* w = w_t.data_ptr<scalar_t>();
@@ -254,35 +305,41 @@ void row_linear_along_k_kernel(const at::Tensor& x_t, const at::Tensor& w_t, con
   at::parallel_for(0, N, std::max<int64_t>(4, grain_for(B * K)), [&](int64_t n0, int64_t n1) {
     std::vector<float> band;
     if constexpr (!std::is_same_v<scalar_t, float>) band.resize(static_cast<size_t>(4 * K));
-    for (int64_t n = n0; n < n1; n += 4) {
-      const int64_t rows = std::min<int64_t>(4, n1 - n);
-      const float* r = widen_rows(w + n * K, rows * K, band);
-      const float* r0 = r;
-      const float* r1 = rows > 1 ? r + K : r;  // short last band: repeat row 0, store only `rows`
-      const float* r2 = rows > 2 ? r + 2 * K : r;
-      const float* r3 = rows > 3 ? r + 3 * K : r;
-      const scalar_t* ahead = n + 12 <= N ? w + (n + 8) * K : nullptr;
-      for (int64_t k = 0; ahead && k < 4 * K; k += 64 / static_cast<int64_t>(sizeof(scalar_t))) {
-        __builtin_prefetch(ahead + k);
+    OutputStage<scalar_t> stage(out, B, N, cap);
+    for (int64_t c0 = n0; c0 < n1; c0 += kChunk) {
+      const int64_t c1 = std::min(n1, c0 + kChunk);
+      stage.begin(c0);
+      for (int64_t n = c0; n < c1; n += 4) {
+        const int64_t rows = std::min<int64_t>(4, c1 - n);
+        const float* r = widen_rows(w + n * K, rows * K, band);
+        const float* r0 = r;
+        const float* r1 = rows > 1 ? r + K : r;  // short last band: repeat row 0, store only `rows`
+        const float* r2 = rows > 2 ? r + 2 * K : r;
+        const float* r3 = rows > 3 ? r + 3 * K : r;
+        const scalar_t* ahead = n + 12 <= N ? w + (n + 8) * K : nullptr;
+        for (int64_t k = 0; ahead && k < 4 * K; k += 64 / static_cast<int64_t>(sizeof(scalar_t))) {
+          __builtin_prefetch(ahead + k);
+        }
+        for (int64_t b = 0; b < B; ++b) {
+          const float* xb = xf.data() + b * K;
+          f32x8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+          for (int64_t k = 0; k < K8; k += 8) {
+            const f32x8 xv = load8(xb + k);
+            a0 += xv * load8(r0 + k);
+            a1 += xv * load8(r1 + k);
+            a2 += xv * load8(r2 + k);
+            a3 += xv * load8(r3 + k);
+          }
+          float s[4] = {sum8(a0), sum8(a1), sum8(a2), sum8(a3)};
+          for (int64_t k = K8; k < K; ++k) {
+            s[0] += xb[k] * r0[k], s[1] += xb[k] * r1[k], s[2] += xb[k] * r2[k], s[3] += xb[k] * r3[k];
+          }
+          for (int64_t j = 0; j < rows; ++j) {
+            stage.put(b, n + j, bias ? s[j] + static_cast<float>(bias[n + j]) : s[j]);
+          }
+        }
       }
-      for (int64_t b = 0; b < B; ++b) {
-        const float* xb = xf.data() + b * K;
-        f32x8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
-        for (int64_t k = 0; k < K8; k += 8) {
-          const f32x8 xv = load8(xb + k);
-          a0 += xv * load8(r0 + k);
-          a1 += xv * load8(r1 + k);
-          a2 += xv * load8(r2 + k);
-          a3 += xv * load8(r3 + k);
-        }
-        float s[4] = {sum8(a0), sum8(a1), sum8(a2), sum8(a3)};
-        for (int64_t k = K8; k < K; ++k) {
-          s[0] += xb[k] * r0[k], s[1] += xb[k] * r1[k], s[2] += xb[k] * r2[k], s[3] += xb[k] * r3[k];
-        }
-        for (int64_t j = 0; j < rows; ++j) {
-          out[b * N + n + j] = static_cast<scalar_t>(bias ? s[j] + static_cast<float>(bias[n + j]) : s[j]);
-        }
-      }
+      stage.finish(c1);
     }
   });
 }
@@ -320,22 +377,27 @@ at::Tensor recurrent_step_(const at::Tensor& u, const at::Tensor& y_pre, const a
   return out;
 }
 
-at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias) {
+at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double soft_cap) {
   const bool fits = x.dim() == 2 && x.size(0) <= kMaxRowsForRowLinear && x.device().is_cpu() &&
                     weight.dim() == 2 && weight.size(1) == x.size(1) && weight.scalar_type() == x.scalar_type() &&
                     (x.scalar_type() == at::kFloat || x.scalar_type() == at::kBFloat16) &&
                     (!bias.defined() || (bias.numel() == weight.size(0) && bias.scalar_type() == x.scalar_type()));
-  if (!fits || at::GradMode::is_enabled()) return at::linear(x, weight, bias);
+  if (!fits || at::GradMode::is_enabled()) {
+    const at::Tensor y = at::linear(x, weight, bias);
+    return soft_cap > 0 ? at::tanh(y / soft_cap) * soft_cap : y;  // as GriffinImpl::soft_cap
+  }
   const at::Tensor xc = x.contiguous(), wc = weight.contiguous();
   const at::Tensor bc = bias.defined() ? bias.contiguous() : bias;
   at::Tensor out = at::empty({x.size(0), weight.size(0)}, x.options());
   // One or two rows: along k (the lane form would waste six of eight lanes); more: one lane per row.
   const bool along_k = x.size(0) <= 2;
+  const float cap = soft_cap > 0 ? static_cast<float>(soft_cap) : 0.f;
   if (x.scalar_type() == at::kFloat) {
-    along_k ? row_linear_along_k_kernel<float>(xc, wc, bc, out) : row_linear_lanes_kernel<float>(xc, wc, bc, out);
+    along_k ? row_linear_along_k_kernel<float>(xc, wc, bc, cap, out)
+            : row_linear_lanes_kernel<float>(xc, wc, bc, cap, out);
   } else {
-    along_k ? row_linear_along_k_kernel<at::BFloat16>(xc, wc, bc, out)
-            : row_linear_lanes_kernel<at::BFloat16>(xc, wc, bc, out);
+    along_k ? row_linear_along_k_kernel<at::BFloat16>(xc, wc, bc, cap, out)
+            : row_linear_lanes_kernel<at::BFloat16>(xc, wc, bc, cap, out);
   }
   return out;
 }

@@ -40,8 +40,13 @@ at::Tensor rms_norm_rows(const at::Tensor& x, const at::Tensor& weight, double e
 // multiply-add, a horizontal sum per output); 3 to 8 rows sit in the lanes of one vector (one broadcast
 // multiply-add per weight for all rows, no horizontal sums). With more rows the GEMM's register tiling wins
 // and at::linear takes over.
+//
+// soft_cap > 0 returns soft_cap * tanh(y / soft_cap) instead of y (the model's logit cap), applied inside the
+// kernels while each chunk of outputs is still in L1, with an eight-lane tanh (model/kernels/vec_exp_tanh.h),
+// within 10 * 2^-24 relative of the exact cap of the float32 sum: on a 256k-vocabulary head the cap cost three
+// more ATen passes over (B, V), 17% of a step in Sleef's tanh alone. On the at::linear path it is ATen's cap.
 constexpr int64_t kMaxRowsForRowLinear = 8;
-at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias);
+at::Tensor linear_rows(const at::Tensor& x, const at::Tensor& weight, const at::Tensor& bias, double soft_cap = 0);
 
 // Whether the fused kernels apply: CPU tensors, grad mode off (NoGradGuard / InferenceMode), float32/64 or
 // bfloat16.

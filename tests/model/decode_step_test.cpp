@@ -159,6 +159,45 @@ TEST(DecodeStep, RowLinearMatchesFloat64) {
   }
 }
 
+// linear_rows with the soft cap inside its kernels against c tanh(y / c) in float64 of the same product. The
+// exact cap has slope 1 - tanh^2 <= 1, so the float32 sum's error (as above) passes through at most unchanged;
+// the kernels' cap adds at most 10 * 2^-24 relative (model/kernels/decode_step.cpp, soft_cap_span); bfloat16
+// rounds the capped float once more (2^-8 relative). More rows than the kernels take (B = 9) run at::linear
+// and ATen's cap: float32 the same bound (Sleef's tanh is within 1 ulp); bfloat16 rounds y, y / c, the tanh
+// and the product each to bfloat16, 4 * 2^-8 (the slopes of tanh and the cap are <= 1). Caps 0.5 to 30 put
+// y / c from the linear range to deep saturation (|y| reaches ~60). A missing sign, a wrong lane or a cap
+// applied twice is off by O(1).
+TEST(DecodeStep, RowLinearSoftCapMatchesFloat64) {
+  torch::NoGradGuard no_grad;
+  torch::manual_seed(12);
+  for (const auto dtype : {torch::kFloat, torch::kBFloat16}) {
+    for (const int64_t B : {1, 2, 4, 8, 9}) {
+      for (const auto [K, N] : std::vector<std::pair<int64_t, int64_t>>{{5, 13}, {33, 1002}, {200, 6001}}) {
+        for (const double cap : {0.5, 5.0, 30.0}) {
+          const torch::Tensor x = torch::randn({B, K}).to(dtype), w = torch::randn({N, K}).to(dtype);
+          const torch::Tensor b = torch::randn({N}).to(dtype);
+          const torch::Tensor got = kernels::linear_rows(x, w, b, cap);
+          ASSERT_EQ(got.scalar_type(), dtype);
+          ASSERT_EQ(got.sizes(), (std::vector<int64_t>{B, N}));
+          const torch::Tensor xd = x.to(torch::kDouble), wd = w.to(torch::kDouble), bd = b.to(torch::kDouble);
+          const torch::Tensor y = torch::matmul(xd, wd.t()) + bd;
+          const torch::Tensor want = torch::tanh(y / cap) * cap;
+          const torch::Tensor magnitude = torch::matmul(xd.abs(), wd.abs().t()) + bd.abs();
+          torch::Tensor bound = magnitude * test::float32_vs_exact(1.0, K + 1);
+          bound += want.abs() * (10 * test::kFloat32Roundoff);
+          if (dtype == torch::kBFloat16) {
+            bound += want.abs() * std::ldexp(B <= kernels::kMaxRowsForRowLinear ? 1.0 : 4.0, -8);
+          }
+          const torch::Tensor excess = (got.to(torch::kDouble) - want).abs() - bound;
+          EXPECT_LE(excess.max().item<double>(), 0.0)
+              << torch::toString(dtype) << " B=" << B << " K=" << K << " N=" << N << " cap=" << cap;
+          if (cap == 0.5 && K > 5) EXPECT_GT(y.abs().max().item<double>(), 10 * cap) << "saturation must be reached";
+        }
+      }
+    }
+  }
+}
+
 // In place: after the first step, every state tensor keeps its storage (no reallocation per step), and a
 // global cache grows only when its reserved capacity runs out.
 TEST(DecodeStep, StateIsUpdatedInPlace) {

@@ -278,6 +278,130 @@ TEST(PickTokens, LogProbIsAtTheSamplingTemperatureBeforeTruncation) {
   }
 }
 
+// Rows of the fused CPU rule's test (model/sampler.cpp: plain rule and greedy): random logits with -inf entries
+// and exact ties, V = 1, V around and across the 1,024-id blocks and the 8-lane vectors.
+torch::Tensor fused_test_row(int64_t V, int64_t seed) {
+  torch::manual_seed(seed);
+  torch::Tensor l = torch::randn({V}) * 3;
+  if (V >= 8) {
+    l.index_put_({torch::randint(V, {V / 8})}, -std::numeric_limits<float>::infinity());
+    l.narrow(0, V / 2, V / 4).copy_(l.narrow(0, 0, V / 4));  // ties, the maximum's included when it is early
+  }
+  return l;
+}
+
+// Against an independent float64 reference: z = (l - max) / T in float32 exactly as the ATen rule rounds it
+// (the rule's definition for float32 logits), then exp, cumsum and searchsorted in float64. The fused rule's
+// exp is within 3 * 2^-24 relative of exp(z) (model/kernels/vec_math.h) and its sums are float64, so every
+// running sum is within 4 * 2^-24 * total of the reference's: a u whose target u * total lies that close to
+// the end of a token's interval (with a later token of mass > 0) may go either way and is counted, not
+// compared; the rest must pick the very same id. Float64 logits: the same with 1e-12 (float64 sums of
+// < 2^13 terms in another association, ~V * 2^-53). u = 0 and u -> 1 included: the first and the last id
+// with mass > 0.
+TEST(PickTokens, FusedPlainRuleMatchesFloat64InverseCdf) {
+  std::vector<double> us = {0.0, 1e-12, 1e-6, 0.5, 1 - 1e-9, 1 - 1.0 / 9007199254740992.0};
+  for (int64_t i = 0; i < 40; ++i) us.push_back((i + 0.37) / 40);
+  const torch::Tensor u = torch::tensor(us, torch::kDouble);
+  const int64_t n = u.numel();
+  int64_t compared = 0, ambiguous = 0;
+  for (const auto dtype : {torch::kFloat, torch::kDouble}) {
+    for (const int64_t V : {1, 7, 9, 1023, 1024, 1025, 3000, 5003}) {
+      const torch::Tensor l = fused_test_row(V, V).to(dtype);
+      for (const double T : {0.5, 1.0, 2.0}) {
+        SamplerOptions o;
+        o.temperature = T;
+        const Picked got = pick_tokens(l.unsqueeze(0).expand({n, V}).contiguous(), o, u);
+        const torch::Tensor z = (l - l.max()) / T;  // the ATen rule's z, in l's dtype
+        const torch::Tensor p = z.to(torch::kDouble).exp();
+        const torch::Tensor cdf = p.cumsum(0).contiguous();
+        const double total = cdf[V - 1].item<double>();
+        const double* c = cdf.data_ptr<double>();
+        const double* pp = p.contiguous().data_ptr<double>();
+        const double tol = (dtype == torch::kFloat ? 4 * test::kFloat32Roundoff : 1e-12) * total;
+        int64_t last_positive = 0;
+        for (int64_t t = 0; t < V; ++t) last_positive = pp[t] > 0 ? t : last_positive;
+        for (int64_t i = 0; i < n; ++i) {
+          const double target = std::min(us[i] * total, total * (1 - 1.0 / 9007199254740992.0));
+          const int64_t want = std::min<int64_t>(std::upper_bound(c, c + V, target) - c, V - 1);
+          bool near_cut = false;
+          for (int64_t t = 0; t < last_positive && !near_cut; ++t) {
+            near_cut = pp[t] > 0 && std::abs(c[t] - target) <= tol;
+          }
+          const int64_t id = got.ids[i].item<int64_t>();
+          ASSERT_GT(pp[id], 0) << "V=" << V << " T=" << T << " u=" << us[i] << ": a token of probability 0";
+          if (near_cut) {
+            ++ambiguous;
+            continue;
+          }
+          ++compared;
+          EXPECT_EQ(id, want) << torch::toString(dtype) << " V=" << V << " T=" << T << " u=" << us[i];
+        }
+      }
+    }
+  }
+  EXPECT_LT(ambiguous, compared / 20) << "the comparison must not be vacuous";
+}
+
+// Log-probs of the fused rule against log_softmax(l / T) in float64, sampled and greedy. float32: z = (l - m) / T
+// rounds twice (2 * 2^-24 |z|); each exp(z_i) is off by that times e_i plus 3 * 2^-24 e_i, and |z| e^z <= 1/e,
+// so the float64 total is within 2^-24 (2V/e + 3) total, which log(total) turns into an absolute error
+// (total >= 1). Float64 logits: 1e-12 (float64 rounding of V <= 2^13 terms, ~V * 2^-53, with room).
+TEST(PickTokens, FusedLogProbMatchesFloat64LogSoftmax) {
+  const torch::Tensor u = (torch::arange(16, torch::kDouble) + 0.5) / 16;
+  for (const auto dtype : {torch::kFloat, torch::kDouble}) {
+    for (const int64_t V : {1, 9, 1025, 5003}) {
+      const torch::Tensor l = fused_test_row(V, 100 + V).to(dtype);
+      const torch::Tensor finite = l.masked_select(l.isfinite()).to(torch::kDouble);
+      const double spread = (finite.max() - finite.min()).item<double>();
+      for (const double T : {0.5, 1.0, 2.0}) {
+        for (const bool greedy : {false, true}) {
+          SamplerOptions o;
+          o.temperature = T, o.greedy = greedy;
+          const double t = greedy ? 1.0 : T;
+          const Picked got = pick_tokens(l.unsqueeze(0).expand({16, V}).contiguous(), o, u);
+          const torch::Tensor exact = torch::log_softmax(l.to(torch::kDouble) / t, 0);
+          const double bound = dtype == torch::kFloat
+                                   ? test::float32_vs_exact(spread / t, 2) + test::float32_vs_exact(2.0 / M_E, V) +
+                                         test::float32_vs_exact(1.0, 3)
+                                   : 1e-12;
+          for (int64_t i = 0; i < 16; ++i) {
+            const int64_t id = got.ids[i].item<int64_t>();
+            if (greedy) EXPECT_EQ(id, l.argmax().item<int64_t>()) << "greedy: the first maximum";
+            EXPECT_NEAR(got.logprobs[i].item<double>(), exact[id].item<double>(), bound)
+                << torch::toString(dtype) << " V=" << V << " T=" << T << " greedy=" << greedy;
+          }
+        }
+      }
+    }
+  }
+}
+
+// A NaN, a +inf or a row of only -inf is refused (the fused CPU rule's flag, as the ATen rule's), in any row.
+TEST(PickTokens, FusedRuleRefusesNonFiniteRows) {
+  const float inf = std::numeric_limits<float>::infinity();
+  for (const float bad : {std::numeric_limits<float>::quiet_NaN(), inf}) {
+    for (const int64_t at : {0, 13, 1030}) {
+      torch::Tensor l = torch::randn({3, 2000});
+      l[1][at] = bad;
+      for (const bool greedy : {false, true}) {
+        SamplerOptions o;
+        o.greedy = greedy;
+        EXPECT_THROW(pick_tokens(l, o, torch::full({3}, 0.5, torch::kDouble)), std::runtime_error)
+            << bad << " at " << at;
+      }
+    }
+  }
+  SamplerOptions o;
+  EXPECT_THROW(pick_tokens(torch::full({2, 1500}, -inf), o, torch::full({2}, 0.5, torch::kDouble)),
+               std::runtime_error);
+  // One finite entry among -inf is a certain pick, log-prob 0.
+  torch::Tensor l = torch::full({1, 1500}, -inf);
+  l[0][1234] = -3.0f;
+  const Picked p = pick_tokens(l, o, torch::full({1}, 0.99, torch::kDouble));
+  EXPECT_EQ(p.ids[0].item<int64_t>(), 1234);
+  EXPECT_EQ(p.logprobs[0].item<double>(), 0.0);
+}
+
 // RLHF's use: one prefill, each prompt repeated G times, a seed per row. Every row must be what generating
 // that prompt alone with that seed gives: its sample depends on its own seed, not on its neighbours.
 TEST(Sampler, RepeatedPromptStateWithRowSeedsEqualsEachCopyAlone) {
