@@ -101,7 +101,7 @@ torch::Tensor inverse_cdf(const torch::Tensor& prob, const torch::Tensor& u) {
 // The fused CPU rule for float32 / float64 logits, plain rule or greedy (see the top of the file). Per row:
 //   1. m = max l, with a NaN flag (the row is reported non-finite as the ATen path reports it: NaN, +inf, all -inf)
 //   2. e_i = exp((l_i - m) / T) a block of kPickBlock ids at a time into an L1 buffer, each block summed in
-//      float64 with four vector accumulators (no serial dependency chain over V), total = sum of block sums
+//      float64 in sixteen lanes of vector accumulators (no serial dependency chain over V), total = sum of block sums
 //   3. target = u * total (kept below total), the block where the running sum of block sums first exceeds it,
 //      and inside it, e recomputed and summed serially in float64 from that block's start: the first id whose
 //      running sum exceeds target. If rounding (block sums associate differently) lets no id of the block
@@ -111,9 +111,10 @@ torch::Tensor inverse_cdf(const torch::Tensor& prob, const torch::Tensor& u) {
 // two summing passes of inverse_cdf_cpu), a third of a batch-4 step on the 2-core AMD EPYC.
 constexpr int64_t kPickBlock = 1024;  // a multiple of 16 (the summing loop's stride); 4 KB of float: in L1
 
+namespace vec = kernels::vec;
 using f64x4 = double __attribute__((vector_size(32)));
-using f32x4 = float __attribute__((vector_size(16)));
-using kernels::vec::f32x8;
+using f64x8 = double __attribute__((vector_size(64)));
+using f32x8 = vec::f32x8;
 
 template <class V, class T>
 V pick_load(const T* p) {
@@ -124,17 +125,17 @@ V pick_load(const T* p) {
 
 // Row maximum and whether a NaN is in the row (a NaN comparison is false, so it would not reach the max).
 float pick_row_max(const float* l, int64_t n, bool* nan) {
-  f32x8 m = kernels::vec::splat(-std::numeric_limits<float>::infinity());
-  kernels::vec::i32x8 bad = {};
+  vec::f32x16 m = vec::splat<vec::f32x16>(-std::numeric_limits<float>::infinity());
+  vec::i32x16 bad = {};
   int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    const f32x8 v = pick_load<f32x8>(l + i);
+  for (; i + 16 <= n; i += 16) {
+    const auto v = pick_load<vec::f32x16>(l + i);
     bad |= v != v;
     m = v > m ? v : m;
   }
   float out = m[0];
   bool any = false;
-  for (int j = 0; j < 8; ++j) out = std::max(out, m[j]), any |= bad[j] != 0;
+  for (int j = 0; j < 16; ++j) out = std::max(out, m[j]), any |= bad[j] != 0;
   for (; i < n; ++i) out = std::max(out, l[i]), any |= std::isnan(l[i]);
   *nan = any;
   return out;
@@ -148,18 +149,20 @@ double pick_row_max(const double* l, int64_t n, bool* nan) {
 }
 
 // e[i] = exp((l[i] - m) / t) for i < n <= kPickBlock, zeros after n up to the next multiple of 16. float32:
-// the division as ATen's (l - m) / T rounds it, then kernels::vec::exp_nonpositive (within 3 * 2^-24 relative).
+// the division as ATen's (l - m) / T rounds it (none at t = 1, where it is exact), then vec::exp_nonpositive
+// (within 3 * 2^-24 relative), sixteen lanes at a time.
 void pick_exp_block(const float* l, int64_t n, float m, float t, float* e) {
-  const f32x8 mv = kernels::vec::splat(m), tv = kernels::vec::splat(t);
-  const int64_t n16 = (n + 15) / 16 * 16;
-  for (int64_t i = 0; i < n16; i += 8) {
-    f32x8 v = kernels::vec::splat(-std::numeric_limits<float>::infinity());  // past n: exp(-inf) = 0
-    if (i + 8 <= n) {
-      v = pick_load<f32x8>(l + i);
-    } else if (i < n) {
+  using F = vec::f32x16;
+  const F mv = vec::splat<F>(m), tv = vec::splat<F>(t);
+  const bool divide = t != 1.f;
+  for (int64_t i = 0; i < n; i += 16) {
+    F v = vec::splat<F>(-std::numeric_limits<float>::infinity());  // past n: exp(-inf) = 0
+    if (i + 16 <= n) {
+      v = pick_load<F>(l + i);
+    } else {
       std::memcpy(&v, l + i, static_cast<size_t>(n - i) * sizeof(float));
     }
-    const f32x8 x = kernels::vec::exp_nonpositive((v - mv) / tv);
+    const F x = vec::exp_nonpositive(divide ? F((v - mv) / tv) : F(v - mv));
     std::memcpy(e + i, &x, sizeof x);
   }
 }
@@ -168,17 +171,15 @@ void pick_exp_block(const double* l, int64_t n, double m, double t, double* e) {
   for (int64_t i = 0; i < n16; ++i) e[i] = i < n ? std::exp((l[i] - m) / t) : 0.0;
 }
 
-// Sum of e[0, n16) in float64, n16 a multiple of 16, in four independent vector accumulators.
+// Sum of e[0, n16) in float64, n16 a multiple of 16, in sixteen lanes of independent accumulators.
 double pick_sum_f64(const float* e, int64_t n16) {
-  f64x4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+  f64x8 a0 = {}, a1 = {};
   for (int64_t i = 0; i < n16; i += 16) {
-    a0 += __builtin_convertvector(pick_load<f32x4>(e + i), f64x4);
-    a1 += __builtin_convertvector(pick_load<f32x4>(e + i + 4), f64x4);
-    a2 += __builtin_convertvector(pick_load<f32x4>(e + i + 8), f64x4);
-    a3 += __builtin_convertvector(pick_load<f32x4>(e + i + 12), f64x4);
+    a0 += __builtin_convertvector(pick_load<f32x8>(e + i), f64x8);
+    a1 += __builtin_convertvector(pick_load<f32x8>(e + i + 8), f64x8);
   }
-  const f64x4 s = (a0 + a1) + (a2 + a3);
-  return (s[0] + s[1]) + (s[2] + s[3]);
+  const f64x8 s = a0 + a1;
+  return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
 }
 double pick_sum_f64(const double* e, int64_t n16) {
   f64x4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
