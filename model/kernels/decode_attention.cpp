@@ -26,14 +26,22 @@
 namespace rg::kernels {
 namespace {
 
-// Slots per task: 256 slots x 12 query heads x hd 64 is ~400k multiply-adds (scores and values), and a
-// batch of one row over an 8k cache still makes 32 tasks for the cores.
-constexpr int64_t kChunk = 256;
+// Slots per task: 128 slots x 12 query heads x hd 64 is ~200k multiply-adds (scores and values); the
+// chunk's values (32 KB at hd 64) stay in L1 while each head sums over them, and a batch of one row over
+// an 8k cache makes 64 tasks for the cores.
+constexpr int64_t kChunk = 128;
 // Multiply-adds a parallel region must hold before it forks (see kWorkPerTask in decode_step.cpp: rgemma
 // waits passively in OpenMP, so waking a thread costs tens of microseconds).
 constexpr int64_t kForkWork = int64_t{1} << 20;
 // Query heads per key head are padded to a multiple of the vector width in the score buffer.
 constexpr int64_t kLanes = 8;
+
+inline f32x8 load8(const float* p) {
+  f32x8 v;
+  std::memcpy(&v, p, sizeof(v));
+  return v;
+}
+inline void store8(float* p, f32x8 v) { std::memcpy(p, &v, sizeof(v)); }
 
 void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("attend_one_token: " + what);
@@ -98,18 +106,21 @@ at::Tensor attend_one_token(const at::Tensor& q, const at::Tensor& k_new, const 
       for (int64_t i = 0; i < nq; ++i) {
         for (int64_t j = 0; j < hd; ++j) qt[j * lanes + i] = qg[i * hd + j] * scale;
       }
-      // Scores: one broadcast multiply-add of each key element into all query heads' lanes.
-      for (int64_t t = 0; t < n; ++t) {
-        const float* k = kd + ((b * C + slot[t]) * G + g) * hd;
-        float* out = &sc[t * lanes];
+      // Scores, four slots at a time: each lane vector of qt is loaded once for four keys, and each key
+      // element is one broadcast multiply-add into all query heads' lanes (a short tail repeats the last
+      // key and drops the copies).
+      for (int64_t t = 0; t < n; t += 4) {
+        const float* k[4];
+        for (int64_t r = 0; r < 4; ++r) k[r] = kd + ((b * C + slot[std::min(t + r, n - 1)]) * G + g) * hd;
         for (int64_t a = 0; a < lanes; a += kLanes) {
-          f32x8 acc = {};
+          f32x8 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
+          const float* qa = &qt[a];
           for (int64_t j = 0; j < hd; ++j) {
-            f32x8 qv;
-            std::memcpy(&qv, &qt[j * lanes + a], sizeof(qv));
-            acc += k[j] * qv;
+            const f32x8 qv = load8(qa + j * lanes);
+            acc0 += k[0][j] * qv, acc1 += k[1][j] * qv, acc2 += k[2][j] * qv, acc3 += k[3][j] * qv;
           }
-          std::memcpy(out + a, &acc, sizeof(acc));
+          const f32x8 accs[4] = {acc0, acc1, acc2, acc3};
+          for (int64_t r = 0; r < 4 && t + r < n; ++r) store8(&sc[(t + r) * lanes + a], accs[r]);
         }
       }
       // Partial softmax per head: maximum, exponentials in place, their sum.
@@ -119,38 +130,39 @@ at::Tensor attend_one_token(const at::Tensor& q, const at::Tensor& k_new, const 
       std::vector<f32x8> mv(lanes / kLanes, mx), lv(lanes / kLanes, sum);
       for (int64_t t = 0; t < n; ++t) {
         for (int64_t a = 0; a < lanes; a += kLanes) {
-          f32x8 s;
-          std::memcpy(&s, &sc[t * lanes + a], sizeof(s));
+          const f32x8 s = load8(&sc[t * lanes + a]);
           mv[a / kLanes] = mv[a / kLanes] > s ? mv[a / kLanes] : s;
         }
       }
       for (int64_t t = 0; t < n; ++t) {
         for (int64_t a = 0; a < lanes; a += kLanes) {
-          f32x8 s;
-          std::memcpy(&s, &sc[t * lanes + a], sizeof(s));
-          s = exp_nonpositive(s - mv[a / kLanes]);
-          lv[a / kLanes] += s;
-          std::memcpy(&sc[t * lanes + a], &s, sizeof(s));
+          const f32x8 e = exp_nonpositive(load8(&sc[t * lanes + a]) - mv[a / kLanes]);
+          lv[a / kLanes] += e;
+          store8(&sc[t * lanes + a], e);
         }
       }
       for (int64_t i = 0; i < nq; ++i) m[i] = mv[i / kLanes][i % kLanes], l[i] = lv[i / kLanes][i % kLanes];
-      // Weighted values: four slots per pass over each head's output row.
+      // Weighted values: per head, 32 output floats at a time held in registers over all the chunk's slots
+      // (their value rows stay in L1 across heads: kChunk x hd floats), so no output is stored until the end.
+      float* o = &part_o[task * nq * hd];
       for (int64_t i = 0; i < nq; ++i) {
-        float* o = &part_o[(task * nq + i) * hd];
-        int64_t t = 0;
-        for (; t + 4 <= n; t += 4) {
-          const float w0 = sc[t * lanes + i], w1 = sc[(t + 1) * lanes + i], w2 = sc[(t + 2) * lanes + i],
-                      w3 = sc[(t + 3) * lanes + i];
-          const float* v0 = vd + ((b * C + slot[t]) * G + g) * hd;
-          const float* v1 = vd + ((b * C + slot[t + 1]) * G + g) * hd;
-          const float* v2 = vd + ((b * C + slot[t + 2]) * G + g) * hd;
-          const float* v3 = vd + ((b * C + slot[t + 3]) * G + g) * hd;
-          for (int64_t j = 0; j < hd; ++j) o[j] += w0 * v0[j] + w1 * v1[j] + w2 * v2[j] + w3 * v3[j];
+        float* oi = o + i * hd;
+        int64_t j = 0;
+        for (; j + 4 * kLanes <= hd; j += 4 * kLanes) {
+          f32x8 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
+          for (int64_t t = 0; t < n; ++t) {
+            const float w = sc[t * lanes + i];
+            const float* v = vd + ((b * C + slot[t]) * G + g) * hd + j;
+            acc0 += w * load8(v), acc1 += w * load8(v + kLanes), acc2 += w * load8(v + 2 * kLanes),
+                acc3 += w * load8(v + 3 * kLanes);
+          }
+          store8(oi + j, acc0), store8(oi + j + kLanes, acc1), store8(oi + j + 2 * kLanes, acc2),
+              store8(oi + j + 3 * kLanes, acc3);
         }
-        for (; t < n; ++t) {
-          const float w = sc[t * lanes + i];
-          const float* v = vd + ((b * C + slot[t]) * G + g) * hd;
-          for (int64_t j = 0; j < hd; ++j) o[j] += w * v[j];
+        for (; j < hd; ++j) {  // head_dim not a multiple of 32
+          float acc = 0.f;
+          for (int64_t t = 0; t < n; ++t) acc += sc[t * lanes + i] * vd[((b * C + slot[t]) * G + g) * hd + j];
+          oi[j] = acc;
         }
       }
     }
