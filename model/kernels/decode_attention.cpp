@@ -113,14 +113,22 @@ at::Tensor attend_one_token(const at::Tensor& q, const at::Tensor& k_new, const 
         const float* k[4];
         for (int64_t r = 0; r < 4; ++r) k[r] = kd + ((b * C + slot[std::min(t + r, n - 1)]) * G + g) * hd;
         for (int64_t a = 0; a < lanes; a += kLanes) {
-          f32x8 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
+          // Eight accumulators (four keys x even / odd j): a multiply-add's latency is four cycles on
+          // these cores, so four chains alone would run at half the multiply-add throughput.
+          f32x8 acc[2][4] = {};
           const float* qa = &qt[a];
-          for (int64_t j = 0; j < hd; ++j) {
-            const f32x8 qv = load8(qa + j * lanes);
-            acc0 += k[0][j] * qv, acc1 += k[1][j] * qv, acc2 += k[2][j] * qv, acc3 += k[3][j] * qv;
+          int64_t j = 0;
+          for (; j + 2 <= hd; j += 2) {
+            for (int64_t h = 0; h < 2; ++h) {
+              const f32x8 qv = load8(qa + (j + h) * lanes);
+              for (int64_t r = 0; r < 4; ++r) acc[h][r] += k[r][j + h] * qv;
+            }
           }
-          const f32x8 accs[4] = {acc0, acc1, acc2, acc3};
-          for (int64_t r = 0; r < 4 && t + r < n; ++r) store8(&sc[(t + r) * lanes + a], accs[r]);
+          if (j < hd) {  // odd head_dim
+            const f32x8 qv = load8(qa + j * lanes);
+            for (int64_t r = 0; r < 4; ++r) acc[0][r] += k[r][j] * qv;
+          }
+          for (int64_t r = 0; r < 4 && t + r < n; ++r) store8(&sc[(t + r) * lanes + a], acc[0][r] + acc[1][r]);
         }
       }
       // Partial softmax per head: maximum, exponentials in place, their sum.
@@ -149,15 +157,23 @@ at::Tensor attend_one_token(const at::Tensor& q, const at::Tensor& k_new, const 
         float* oi = o + i * hd;
         int64_t j = 0;
         for (; j + 4 * kLanes <= hd; j += 4 * kLanes) {
-          f32x8 acc0 = {}, acc1 = {}, acc2 = {}, acc3 = {};
-          for (int64_t t = 0; t < n; ++t) {
-            const float w = sc[t * lanes + i];
-            const float* v = vd + ((b * C + slot[t]) * G + g) * hd + j;
-            acc0 += w * load8(v), acc1 += w * load8(v + kLanes), acc2 += w * load8(v + 2 * kLanes),
-                acc3 += w * load8(v + 3 * kLanes);
+          // Eight accumulators (four vectors x even / odd slots), for the multiply-add latency as above.
+          f32x8 acc[2][4] = {};
+          const float* vj = vd + (b * C * G + g) * hd + j;  // + slot * G * hd
+          int64_t t = 0;
+          for (; t + 2 <= n; t += 2) {
+            for (int64_t h = 0; h < 2; ++h) {
+              const float w = sc[(t + h) * lanes + i];
+              const float* v = vj + slot[t + h] * G * hd;
+              for (int64_t r = 0; r < 4; ++r) acc[h][r] += w * load8(v + r * kLanes);
+            }
           }
-          store8(oi + j, acc0), store8(oi + j + kLanes, acc1), store8(oi + j + 2 * kLanes, acc2),
-              store8(oi + j + 3 * kLanes, acc3);
+          if (t < n) {
+            const float w = sc[t * lanes + i];
+            const float* v = vj + slot[t] * G * hd;
+            for (int64_t r = 0; r < 4; ++r) acc[0][r] += w * load8(v + r * kLanes);
+          }
+          for (int64_t r = 0; r < 4; ++r) store8(oi + j + r * kLanes, acc[0][r] + acc[1][r]);
         }
         for (; j < hd; ++j) {  // head_dim not a multiple of 32
           float acc = 0.f;
