@@ -9,7 +9,7 @@
 // multiply-add into all heads), so keys and values are read once, in slot order, with no transpose.
 #include "model/kernels/decode_attention.h"
 
-#include "model/kernels/vec_math.h"
+#include "model/kernels/vec_exp_tanh.h"
 
 #include <ATen/Parallel.h>
 #include <ATen/core/grad_mode.h>
@@ -25,6 +25,9 @@
 
 namespace rg::kernels {
 namespace {
+
+using vec::f32x8;
+using vec::exp_nonpositive;
 
 // Slots per task: 128 slots x 12 query heads x hd 64 is ~200k multiply-adds (scores and values); the
 // chunk's values (32 KB at hd 64) stay in L1 while each head sums over them, and a batch of one row over
