@@ -9,6 +9,7 @@ one line per model, to a PNG, and prints the table for docs/benchmarks.md.
 Run with Debian's matplotlib: /usr/bin/python3 tools/plot/figure1.py OUT.png RESULTS.jsonl...
 """
 import json
+import os
 import sys
 
 import matplotlib
@@ -20,6 +21,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 def read_rows(paths):
     rows = []
     for path in paths:
+        if not os.path.exists(path):
+            sys.stderr.write(f"figure1.py: {path}: not found (that part not run yet), skipped\n")
+            continue
         with open(path) as f:
             for line in f:
                 line = line.strip()
@@ -36,6 +40,11 @@ def by_model(rows, name):
     for model in out:
         out[model].sort(key=lambda r: r["seq"])
     return out
+
+
+def setup(rows_by_model):
+    first = next(iter(rows_by_model.values()), None)
+    return f"batch {first[0]['batch']}" if first else "not run"
 
 
 def table(sample, prefill):
@@ -65,11 +74,10 @@ def main(argv):
         axes[1].plot([r["seq"] for r in rs], [r["state_bytes"] / 2**20 for r in rs], marker="o", label=model)
     for model, rs in prefill.items():
         axes[2].plot([r["seq"] for r in rs], [r["tokens_per_s"] for r in rs], marker="o", label=model)
-    first = next(iter(sample.values()), None) or next(iter(prefill.values()))
-    setup = f"batch {first[0]['batch']}, {first[0]['dtype']}, {first[0]['threads']} threads"
-    titles = [("(a) sampling throughput", "generated tokens", "tokens/s"),
-              ("(b) sampling state / KV cache", "generated tokens", "MiB"),
-              ("(c) prompt processing", "prompt tokens", "tokens/s")]
+    titles = [(f"(a) sampling throughput, {setup(sample)}", "generated tokens", "tokens/s"),
+              (f"(b) sampling state / KV cache, {setup(sample)}", "generated tokens", "MiB"),
+              (f"(c) prompt processing, {setup(prefill)}", "prompt tokens", "tokens/s")]
+    any_row = (next(iter(sample.values()), None) or next(iter(prefill.values())))[0]
     for ax, (title, xlabel, ylabel) in zip(axes, titles):
         ax.set_title(title)
         ax.set_xlabel(xlabel)
@@ -78,7 +86,8 @@ def main(argv):
         ax.set_ylim(bottom=0)
         ax.grid(True, alpha=0.3)
         ax.legend()
-    fig.suptitle(f"RecurrentGemma vs a Gemma transformer of matched size ({setup})")
+    fig.suptitle("RecurrentGemma vs a Gemma transformer of matched size "
+                 f"({any_row['dtype']}, {any_row['threads']} threads)")
     fig.tight_layout()
     fig.savefig(argv[1], dpi=110)
     print(table(sample, prefill))
