@@ -22,6 +22,7 @@
 #include <ATen/Parallel.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -260,7 +261,8 @@ struct DevicePick {
 };
 
 // Rows go to other cores only when a task holds 2^18 values or more: a fork costs tens of microseconds
-// (rgemma waits passively in OpenMP). Batch 4 x 256k: two rows per core on two cores.
+// (rgemma waits passively in OpenMP). Batch 4 x 256k: two rows per core on two cores, taken one at a time
+// from a shared counter, so that a thread that wakes late or is preempted takes fewer rows.
 DevicePick pick_fused_cpu(const torch::Tensor& logits, const SamplerOptions& o, const torch::Tensor& u) {
   const torch::Tensor l = logits.contiguous(), ud = u.contiguous();
   const int64_t B = l.size(0), V = l.size(1);
@@ -274,10 +276,11 @@ DevicePick pick_fused_cpu(const torch::Tensor& logits, const SamplerOptions& o, 
     const scalar_t* rows = l.data_ptr<scalar_t>();
     const auto temperature = static_cast<scalar_t>(o.temperature);
     const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / V);
-    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+    std::atomic<int64_t> next{0};
+    at::parallel_for(0, B, grain, [&](int64_t, int64_t) {
       std::vector<double> block_sums(static_cast<size_t>((V + kPickBlock - 1) / kPickBlock));
       std::vector<scalar_t> e(static_cast<size_t>(kPickBlock));
-      for (int64_t b = b0; b < b1; ++b) {
+      for (int64_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < B;) {
         const RowPick r = pick_row(rows + b * V, V, o.greedy, temperature, us[b], block_sums, e.data());
         id[b] = r.id, lp[b] = r.logprob, fin[b] = r.finite;
       }

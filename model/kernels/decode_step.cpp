@@ -15,6 +15,7 @@
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -217,6 +218,23 @@ class OutputStage {
   float buf_[kMaxRowsForRowLinear * kChunk] = {};  // zeros: soft_cap_span's last vector may read past count
 };
 
+// Columns [0, N) of a linear kernel in pieces of whole chunks (about 2^18 weights, 1 MB of float32), handed out
+// from a shared counter to the tasks of one parallel region: a thread that wakes late from its passive wait, or
+// is preempted on a shared machine, takes fewer pieces instead of leaving the others idle at the join. With
+// fixed halves, one thread ran a 256k-vocabulary head alone for a third of its time on the 2-core AMD EPYC.
+// task(take) runs once per task; take(p0, p1) gives the next piece [p0, p1), false when none is left.
+template <class Task>
+void parallel_pieces(int64_t N, int64_t K, int64_t grain, const Task& task) {
+  const int64_t piece = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(K, 1) / kChunk) * kChunk;
+  std::atomic<int64_t> next{0};
+  const auto take = [&](int64_t& p0, int64_t& p1) {
+    p0 = next.fetch_add(piece, std::memory_order_relaxed);
+    p1 = std::min(N, p0 + piece);
+    return p0 < N;
+  };
+  at::parallel_for(0, N, grain, [&](int64_t, int64_t) { task(take); });
+}
+
 // out (B, N) = x (B, K) W^T (N, K) + bias, B <= 8. The inputs are transposed into one f32x8 per k, lane b
 // holding x[b, k], so each weight is one broadcast multiply-add into the lanes of all B inputs at once: no
 // horizontal sums, and W is read once, eight rows at a time (eight independent accumulator chains), in
@@ -236,7 +254,7 @@ void row_linear_lanes_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const
     for (int64_t b = 0; b < B; ++b) v[b] = static_cast<float>(x[b * K + k]);
     xt[k] = v;
   }
-  at::parallel_for(0, N, std::max<int64_t>(8, grain_for(B * K)), [&](int64_t n0, int64_t n1) {
+  parallel_pieces(N, K, std::max<int64_t>(8, grain_for(B * K)), [&](const auto& take) {
     std::vector<float> band;  // bfloat16: the band's eight rows widened to float first, a vectorised pass
     if constexpr (!std::is_same_v<scalar_t, float>) band.resize(static_cast<size_t>(8 * K));
     OutputStage<scalar_t> stage(out, B, N, cap);
@@ -244,40 +262,42 @@ void row_linear_lanes_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const
       const float add = bias ? static_cast<float>(bias[n]) : 0.f;
       for (int64_t b = 0; b < B; ++b) stage.put(b, n, acc[b] + add);
     };
-    for (int64_t c0 = n0; c0 < n1; c0 += kChunk) {
-      const int64_t c1 = std::min(n1, c0 + kChunk);
-      stage.begin(c0);
-      int64_t n = c0;
-      for (; n + 8 <= c1; n += 8) {
-        const float* r = widen_rows(w + n * K, 8 * K, band);
-        // Ask for the same lines two bands ahead, every 16 values: with the hardware prefetcher alone the
-        // kernel read DRAM at 5-8 GB/s on one core of the AMD EPYC, with this at 14 (a plain read: 25).
-        const scalar_t* ahead = n + 24 <= N ? w + (n + 16) * K : nullptr;
-        f32x8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {};
-        for (int64_t k = 0; k < K; ++k) {
-          if (ahead && (k & 15) == 0) {
-            for (int64_t j = 0; j < 8; ++j) __builtin_prefetch(ahead + j * K + k);
+    for (int64_t p0 = 0, p1 = 0; take(p0, p1);) {
+      for (int64_t c0 = p0; c0 < p1; c0 += kChunk) {
+        const int64_t c1 = std::min(p1, c0 + kChunk);
+        stage.begin(c0);
+        int64_t n = c0;
+        for (; n + 8 <= c1; n += 8) {
+          const float* r = widen_rows(w + n * K, 8 * K, band);
+          // Ask for the same lines two bands ahead, every 16 values: with the hardware prefetcher alone the
+          // kernel read DRAM at 5-8 GB/s on one core of the AMD EPYC, with this at 14 (a plain read: 25).
+          const scalar_t* ahead = n + 24 <= N ? w + (n + 16) * K : nullptr;
+          f32x8 a0 = {}, a1 = {}, a2 = {}, a3 = {}, a4 = {}, a5 = {}, a6 = {}, a7 = {};
+          for (int64_t k = 0; k < K; ++k) {
+            if (ahead && (k & 15) == 0) {
+              for (int64_t j = 0; j < 8; ++j) __builtin_prefetch(ahead + j * K + k);
+            }
+            const f32x8 xk = xt[k];
+            a0 += xk * r[k];
+            a1 += xk * r[K + k];
+            a2 += xk * r[2 * K + k];
+            a3 += xk * r[3 * K + k];
+            a4 += xk * r[4 * K + k];
+            a5 += xk * r[5 * K + k];
+            a6 += xk * r[6 * K + k];
+            a7 += xk * r[7 * K + k];
           }
-          const f32x8 xk = xt[k];
-          a0 += xk * r[k];
-          a1 += xk * r[K + k];
-          a2 += xk * r[2 * K + k];
-          a3 += xk * r[3 * K + k];
-          a4 += xk * r[4 * K + k];
-          a5 += xk * r[5 * K + k];
-          a6 += xk * r[6 * K + k];
-          a7 += xk * r[7 * K + k];
+          store(a0, n), store(a1, n + 1), store(a2, n + 2), store(a3, n + 3);
+          store(a4, n + 4), store(a5, n + 5), store(a6, n + 6), store(a7, n + 7);
         }
-        store(a0, n), store(a1, n + 1), store(a2, n + 2), store(a3, n + 3);
-        store(a4, n + 4), store(a5, n + 5), store(a6, n + 6), store(a7, n + 7);
+        for (; n < c1; ++n) {
+          const float* r = widen_rows(w + n * K, K, band);
+          f32x8 a = {};
+          for (int64_t k = 0; k < K; ++k) a += xt[k] * r[k];
+          store(a, n);
+        }
+        stage.finish(c1);
       }
-      for (; n < c1; ++n) {
-        const float* r = widen_rows(w + n * K, K, band);
-        f32x8 a = {};
-        for (int64_t k = 0; k < K; ++k) a += xt[k] * r[k];
-        store(a, n);
-      }
-      stage.finish(c1);
     }
   });
 }
@@ -304,44 +324,46 @@ void row_linear_along_k_kernel(const at::Tensor& x_t, const at::Tensor& w_t, con
   std::vector<float> xf(static_cast<size_t>(B * K));
   const scalar_t* x = x_t.data_ptr<scalar_t>();
   for (int64_t i = 0; i < B * K; ++i) xf[i] = static_cast<float>(x[i]);
-  at::parallel_for(0, N, std::max<int64_t>(4, grain_for(B * K)), [&](int64_t n0, int64_t n1) {
+  parallel_pieces(N, K, std::max<int64_t>(4, grain_for(B * K)), [&](const auto& take) {
     std::vector<float> band;
     if constexpr (!std::is_same_v<scalar_t, float>) band.resize(static_cast<size_t>(4 * K));
     OutputStage<scalar_t> stage(out, B, N, cap);
-    for (int64_t c0 = n0; c0 < n1; c0 += kChunk) {
-      const int64_t c1 = std::min(n1, c0 + kChunk);
-      stage.begin(c0);
-      for (int64_t n = c0; n < c1; n += 4) {
-        const int64_t rows = std::min<int64_t>(4, c1 - n);
-        const float* r = widen_rows(w + n * K, rows * K, band);
-        const float* r0 = r;
-        const float* r1 = rows > 1 ? r + K : r;  // short last band: repeat row 0, store only `rows`
-        const float* r2 = rows > 2 ? r + 2 * K : r;
-        const float* r3 = rows > 3 ? r + 3 * K : r;
-        const scalar_t* ahead = n + 12 <= N ? w + (n + 8) * K : nullptr;
-        for (int64_t k = 0; ahead && k < 4 * K; k += 64 / static_cast<int64_t>(sizeof(scalar_t))) {
-          __builtin_prefetch(ahead + k);
+    for (int64_t p0 = 0, p1 = 0; take(p0, p1);) {
+      for (int64_t c0 = p0; c0 < p1; c0 += kChunk) {
+        const int64_t c1 = std::min(p1, c0 + kChunk);
+        stage.begin(c0);
+        for (int64_t n = c0; n < c1; n += 4) {
+          const int64_t rows = std::min<int64_t>(4, c1 - n);
+          const float* r = widen_rows(w + n * K, rows * K, band);
+          const float* r0 = r;
+          const float* r1 = rows > 1 ? r + K : r;  // short last band: repeat row 0, store only `rows`
+          const float* r2 = rows > 2 ? r + 2 * K : r;
+          const float* r3 = rows > 3 ? r + 3 * K : r;
+          const scalar_t* ahead = n + 12 <= N ? w + (n + 8) * K : nullptr;
+          for (int64_t k = 0; ahead && k < 4 * K; k += 64 / static_cast<int64_t>(sizeof(scalar_t))) {
+            __builtin_prefetch(ahead + k);
+          }
+          for (int64_t b = 0; b < B; ++b) {
+            const float* xb = xf.data() + b * K;
+            f32x8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
+            for (int64_t k = 0; k < K8; k += 8) {
+              const f32x8 xv = load8(xb + k);
+              a0 += xv * load8(r0 + k);
+              a1 += xv * load8(r1 + k);
+              a2 += xv * load8(r2 + k);
+              a3 += xv * load8(r3 + k);
+            }
+            float s[4] = {sum8(a0), sum8(a1), sum8(a2), sum8(a3)};
+            for (int64_t k = K8; k < K; ++k) {
+              s[0] += xb[k] * r0[k], s[1] += xb[k] * r1[k], s[2] += xb[k] * r2[k], s[3] += xb[k] * r3[k];
+            }
+            for (int64_t j = 0; j < rows; ++j) {
+              stage.put(b, n + j, bias ? s[j] + static_cast<float>(bias[n + j]) : s[j]);
+            }
+          }
         }
-        for (int64_t b = 0; b < B; ++b) {
-          const float* xb = xf.data() + b * K;
-          f32x8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
-          for (int64_t k = 0; k < K8; k += 8) {
-            const f32x8 xv = load8(xb + k);
-            a0 += xv * load8(r0 + k);
-            a1 += xv * load8(r1 + k);
-            a2 += xv * load8(r2 + k);
-            a3 += xv * load8(r3 + k);
-          }
-          float s[4] = {sum8(a0), sum8(a1), sum8(a2), sum8(a3)};
-          for (int64_t k = K8; k < K; ++k) {
-            s[0] += xb[k] * r0[k], s[1] += xb[k] * r1[k], s[2] += xb[k] * r2[k], s[3] += xb[k] * r3[k];
-          }
-          for (int64_t j = 0; j < rows; ++j) {
-            stage.put(b, n + j, bias ? s[j] + static_cast<float>(bias[n + j]) : s[j]);
-          }
-        }
+        stage.finish(c1);
       }
-      stage.finish(c1);
     }
   });
 }
