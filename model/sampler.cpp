@@ -16,13 +16,13 @@
 // within float32 rounding of a top-p cut.
 #include "model/sampler.h"
 
+#include "model/kernels/parallel_work.h"
 #include "model/kernels/vec_exp_tanh.h"
 
 #include <ATen/Dispatch.h>
 #include <ATen/Parallel.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
@@ -68,9 +68,8 @@ torch::Tensor inverse_cdf_cpu(const torch::Tensor& prob, const torch::Tensor& u)
   const double* us = ud.data_ptr<double>();
   AT_DISPATCH_FLOATING_TYPES(p.scalar_type(), "inverse_cdf", [&] {
     const scalar_t* rows = p.data_ptr<scalar_t>();
-    // Rows go to other cores only when a task holds 2^18 values or more: a fork costs tens of microseconds.
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(N, 1));
-    at::parallel_for(0, B, grain, [&](int64_t b0, int64_t b1) {
+    // Two float64 passes over a row: ~2N steps (kernels/parallel_work.h).
+    at::parallel_for(0, B, kernels::grain_for(2 * N), [&](int64_t b0, int64_t b1) {
       for (int64_t b = b0; b < b1; ++b) {
         const scalar_t* row = rows + b * N;
         double total = 0;
@@ -260,9 +259,8 @@ struct DevicePick {
   torch::Tensor finite;    // (B) bool: the row's maximum is finite (no NaN, no +inf, not all -inf)
 };
 
-// Rows go to other cores only when a task holds 2^18 values or more: a fork costs tens of microseconds
-// (rgemma waits passively in OpenMP). Batch 4 x 256k: two rows per core on two cores, taken one at a time
-// from a shared counter, so that a thread that wakes late or is preempted takes fewer rows.
+// Rows taken one at a time from a shared counter (model/kernels/parallel_work.h), forking for ~4V steps per
+// row (max, exp, two sums) above the fork floor: batch 4 x 256k gives two rows per core on two cores.
 DevicePick pick_fused_cpu(const torch::Tensor& logits, const SamplerOptions& o, const torch::Tensor& u) {
   const torch::Tensor l = logits.contiguous(), ud = u.contiguous();
   const int64_t B = l.size(0), V = l.size(1);
@@ -275,12 +273,10 @@ DevicePick pick_fused_cpu(const torch::Tensor& logits, const SamplerOptions& o, 
   AT_DISPATCH_FLOATING_TYPES(l.scalar_type(), "pick_fused_cpu", [&] {
     const scalar_t* rows = l.data_ptr<scalar_t>();
     const auto temperature = static_cast<scalar_t>(o.temperature);
-    const int64_t grain = std::max<int64_t>(1, (int64_t{1} << 18) / V);
-    std::atomic<int64_t> next{0};
-    at::parallel_for(0, B, grain, [&](int64_t, int64_t) {
+    kernels::parallel_take(B, 1, kernels::grain_for(4 * V), [&](const auto& take) {
       std::vector<double> block_sums(static_cast<size_t>((V + kPickBlock - 1) / kPickBlock));
       std::vector<scalar_t> e(static_cast<size_t>(kPickBlock));
-      for (int64_t b; (b = next.fetch_add(1, std::memory_order_relaxed)) < B;) {
+      for (int64_t b, b1; take(b, b1);) {
         const RowPick r = pick_row(rows + b * V, V, o.greedy, temperature, us[b], block_sums, e.data());
         id[b] = r.id, lp[b] = r.logprob, fin[b] = r.finite;
       }

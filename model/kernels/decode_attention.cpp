@@ -9,6 +9,7 @@
 // multiply-add into all heads), so keys and values are read once, in slot order, with no transpose.
 #include "model/kernels/decode_attention.h"
 
+#include "model/kernels/parallel_work.h"
 #include "model/kernels/vec_exp_tanh.h"
 
 #include <ATen/Parallel.h>
@@ -33,9 +34,6 @@ using vec::exp_nonpositive;
 // chunk's values (32 KB at hd 64) stay in L1 while each head sums over them, and a batch of one row over
 // an 8k cache makes 64 tasks for the cores.
 constexpr int64_t kChunk = 128;
-// Multiply-adds a parallel region must hold before it forks (see kWorkPerTask in decode_step.cpp: rgemma
-// waits passively in OpenMP, so waking a thread costs tens of microseconds).
-constexpr int64_t kForkWork = int64_t{1} << 20;
 // Query heads per key head are padded to a multiple of the vector width in the score buffer.
 constexpr int64_t kLanes = 8;
 
@@ -90,12 +88,12 @@ at::Tensor attend_one_token(const at::Tensor& q, const at::Tensor& k_new, const 
   std::vector<float> part_m(tasks * nq, kNegInf), part_l(tasks * nq, 0.f), part_o(tasks * nq * hd, 0.f);
 
   const int64_t work_per_task = 2 * nq * std::min(S, kChunk) * hd;
-  at::parallel_for(0, tasks, std::max<int64_t>(1, kForkWork / std::max<int64_t>(work_per_task, 1)),
-                   [&](int64_t t0, int64_t t1) {
+  // Chunks taken one at a time from a shared counter (parallel_work.h).
+  parallel_take(tasks, 1, grain_for(work_per_task), [&](const auto& take) {
     std::vector<float> qt(hd * lanes);        // qt[j][i] = q_i[j] * scale, lanes past nq zero
     std::vector<float> sc(kChunk * lanes);    // scores, then exponentials: sc[t][i]
     std::vector<int64_t> slot(kChunk);        // the counted slots of the chunk
-    for (int64_t task = t0; task < t1; ++task) {
+    for (int64_t task, task_end; take(task, task_end);) {
       const int64_t b = task / (G * chunks), g = task / chunks % G, c = task % chunks;
       const int64_t s0 = c * kChunk, s1 = std::min(S, s0 + kChunk);
       int64_t n = 0;
@@ -192,8 +190,7 @@ at::Tensor attend_one_token(const at::Tensor& q, const at::Tensor& k_new, const 
   float* od = out.data_ptr<float>();
   const float* knd = k_new.data_ptr<float>();
   const float* vnd = v_new.data_ptr<float>();
-  at::parallel_for(0, B * H, std::max<int64_t>(1, kForkWork / std::max<int64_t>(chunks * hd, 1)),
-                   [&](int64_t r0, int64_t r1) {
+  at::parallel_for(0, B * H, grain_for(chunks * hd), [&](int64_t r0, int64_t r1) {
     std::vector<double> acc(hd);
     for (int64_t r = r0; r < r1; ++r) {
       const int64_t b = r / H, h = r % H, g = h / nq, i = h % nq;

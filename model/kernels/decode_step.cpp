@@ -8,6 +8,8 @@
 // then the conv state shifts by one tap in place. Same arithmetic as layers.cpp / rg_lru_fused.cpp.
 #include "model/kernels/decode_step.h"
 
+#include "model/kernels/parallel_work.h"
+
 #include "model/kernels/vec_exp_tanh.h"
 
 #include <ATen/Dispatch.h>
@@ -15,7 +17,6 @@
 #include <ATen/core/grad_mode.h>
 
 #include <algorithm>
-#include <atomic>
 #include <cmath>
 #include <cstdint>
 #include <cstring>
@@ -25,17 +26,6 @@
 
 namespace rg::kernels {
 namespace {
-
-// Multiply-adds a task must hold before splitting work over the cores pays: rgemma waits passively in OpenMP
-// (tools/main.cpp), so each parallel region wakes a sleeping thread, tens of microseconds on a VM, while
-// 2^20 multiply-adds take ~100 us on one core. Measured on the 2-core AMD EPYC, reference config, batch 4:
-// a fork per kernel gave 730-950 tokens/s at 2 threads against 1,570 at one thread; with this floor the
-// small kernels of a width-256 model run on the calling thread and a 256k-vocabulary head still splits.
-constexpr int64_t kWorkPerTask = int64_t{1} << 20;
-
-inline int64_t grain_for(int64_t work_per_item) {
-  return std::max<int64_t>(1, kWorkPerTask / std::max<int64_t>(work_per_item, 1));
-}
 
 template <class scalar_t>
 using decode_acc_t = std::conditional_t<std::is_same_v<scalar_t, double>, double, float>;
@@ -218,21 +208,12 @@ class OutputStage {
   float buf_[kMaxRowsForRowLinear * kChunk] = {};  // zeros: soft_cap_span's last vector may read past count
 };
 
-// Columns [0, N) of a linear kernel in pieces of whole chunks (about 2^18 weights, 1 MB of float32), handed out
-// from a shared counter to the tasks of one parallel region: a thread that wakes late from its passive wait, or
-// is preempted on a shared machine, takes fewer pieces instead of leaving the others idle at the join. With
-// fixed halves, one thread ran a 256k-vocabulary head alone for a third of its time on the 2-core AMD EPYC.
-// task(take) runs once per task; take(p0, p1) gives the next piece [p0, p1), false when none is left.
+// Columns [0, N) of a linear kernel in pieces of whole chunks, about 2^18 weights (1 MB of float32) each,
+// handed out from a shared counter (parallel_work.h).
 template <class Task>
 void parallel_pieces(int64_t N, int64_t K, int64_t grain, const Task& task) {
   const int64_t piece = std::max<int64_t>(1, (int64_t{1} << 18) / std::max<int64_t>(K, 1) / kChunk) * kChunk;
-  std::atomic<int64_t> next{0};
-  const auto take = [&](int64_t& p0, int64_t& p1) {
-    p0 = next.fetch_add(piece, std::memory_order_relaxed);
-    p1 = std::min(N, p0 + piece);
-    return p0 < N;
-  };
-  at::parallel_for(0, N, grain, [&](int64_t, int64_t) { task(take); });
+  parallel_take(N, piece, grain, task);
 }
 
 // out (B, N) = x (B, K) W^T (N, K) + bias, B <= 8. The inputs are transposed into one f32x8 per k, lane b

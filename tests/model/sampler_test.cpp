@@ -292,7 +292,7 @@ torch::Tensor fused_test_row(int64_t V, int64_t seed) {
 
 // Against an independent float64 reference: z = (l - max) / T in float32 exactly as the ATen rule rounds it
 // (the rule's definition for float32 logits), then exp, cumsum and searchsorted in float64. The fused rule's
-// exp is within 3 * 2^-24 relative of exp(z) (model/kernels/vec_math.h) and its sums are float64, so every
+// exp is within 3 * 2^-24 relative of exp(z) (model/kernels/vec_exp_tanh.h) and its sums are float64, so every
 // running sum is within 4 * 2^-24 * total of the reference's: a u whose target u * total lies that close to
 // the end of a token's interval (with a later token of mass > 0) may go either way and is counted, not
 // compared; the rest must pick the very same id. Float64 logits: the same with 1e-12 (float64 sums of
