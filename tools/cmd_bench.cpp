@@ -297,8 +297,11 @@ std::string model_label(const rg::ModelConfig& c, const std::string& file) {
   return c.num_blocks_of(rg::BlockType::kRecurrent) ? "recurrentgemma" : "transformer";
 }
 
-// One generation of the longest length per model; each checkpoint reports the average rate from the first
-// generated token (the paper's Figure 1a) and the rate since the previous checkpoint.
+// One generation of the longest length per model; each checkpoint n reports three rates: from the first
+// generated token (tokens_per_s: what sampling n tokens costs), since the previous checkpoint
+// (recent_tokens_per_s), and over the last kRateWindow steps before n (at_tokens_per_s: the speed with n
+// tokens in the cache, the point of a throughput-vs-length curve).
+constexpr int64_t kRateWindow = 128;
 void sample_one_model(rg::Griffin& model, const std::string& label, const std::vector<int64_t>& counts,
                       int64_t batch, int64_t prompt_length, int used) {
   model->eval();
@@ -313,21 +316,26 @@ void sample_one_model(rg::Griffin& model, const std::string& label, const std::v
   size_t next = 0;
   auto start = Clock::now(), last = start;
   int64_t last_count = 0;
+  std::vector<Clock::time_point> step_end(kRateWindow + 1);  // step_end[n % (kRateWindow + 1)]: after n tokens
   s.on_step = [&](int64_t n, const rg::SamplingState& state) {
-    if (next >= counts.size() || n != counts[next]) return;
     const auto now = Clock::now();
+    step_end[n % (kRateWindow + 1)] = now;
+    if (next >= counts.size() || n != counts[next]) return;
     const double total = std::chrono::duration<double>(now - start).count();
     const double recent = std::chrono::duration<double>(now - last).count();
+    const int64_t w = std::min(kRateWindow, n);
+    const double window = std::chrono::duration<double>(now - step_end[(n - w) % (kRateWindow + 1)]).count();
     emit({{"name", "sample"}, {"model", label}, {"batch", batch}, {"prompt", prompt_length}, {"seq", n},
           {"threads", used}, {"width", c.width}, {"depth", c.depth}, {"vocab", c.vocab_size},
           {"window", c.attention_window}, {"dtype", rg::io::torch_dtype_name(model->dtype())},
           {"parameters", model->num_parameters()}, {"state_bytes", state.used_bytes()},
           {"state_bytes_allocated", state.bytes()}, {"peak_rss_mb", peak_rss_mb()},
           {"tokens_per_s", batch * n / total}, {"recent_tokens_per_s", batch * (n - last_count) / recent},
+          {"at_tokens_per_s", batch * w / window},
           {"prefill_s", prefill_s}});
     last = now, last_count = n, ++next;
   };
-  start = last = Clock::now();
+  start = last = step_end[0] = Clock::now();
   rg::generate(model, std::move(prompt), s);
 }
 

@@ -2,7 +2,9 @@
 """The paper's Figure 1 from `rgemma bench sample --vs` and `rgemma bench prefill --vs` output.
 
 Reads JSON lines (one object per line; other lines are ignored), draws
-  (a) sampling throughput (tokens/s, average from the first generated token) against generated tokens,
+  (a) sampling throughput against generated tokens: solid, the rate with that many tokens in the cache
+      (at_tokens_per_s, the last 128 steps before the point); dashed, the average from the first
+      generated token (tokens_per_s, what sampling that many tokens costs),
   (b) sampling-state / KV-cache bytes against generated tokens,
   (c) prompt-processing throughput against prompt length,
 one line per model, to a PNG, and prints the table for docs/benchmarks.md.
@@ -48,10 +50,12 @@ def setup(rows_by_model):
 
 
 def table(sample, prefill):
-    lines = ["| model | generated tokens | sampling tokens/s | state bytes |", "|---|---|---|---|"]
+    lines = ["| model | generated tokens | tokens/s at that length | tokens/s from the first token | state bytes |",
+             "|---|---|---|---|---|"]
     for model, rows in sample.items():
         for r in rows:
-            lines.append(f"| {model} | {r['seq']:,} | {r['tokens_per_s']:,.1f} | {r['state_bytes']:,} |")
+            at = f"{r['at_tokens_per_s']:,.1f}" if "at_tokens_per_s" in r else "-"
+            lines.append(f"| {model} | {r['seq']:,} | {at} | {r['tokens_per_s']:,.1f} | {r['state_bytes']:,} |")
     lines += ["", "| model | prompt tokens | prefill tokens/s | state bytes after it |", "|---|---|---|---|"]
     for model, rows in prefill.items():
         for r in rows:
@@ -70,7 +74,13 @@ def main(argv):
         return 1
     fig, axes = plt.subplots(1, 3, figsize=(15, 4.2))
     for model, rs in sample.items():
-        axes[0].plot([r["seq"] for r in rs], [r["tokens_per_s"] for r in rs], marker="o", label=model)
+        xs = [r["seq"] for r in rs]
+        if all("at_tokens_per_s" in r for r in rs):
+            line, = axes[0].plot(xs, [r["at_tokens_per_s"] for r in rs], marker="o", label=f"{model} at length")
+            axes[0].plot(xs, [r["tokens_per_s"] for r in rs], linestyle="--", marker=".", color=line.get_color(),
+                         label=f"{model} from the first token")
+        else:
+            axes[0].plot(xs, [r["tokens_per_s"] for r in rs], marker="o", label=model)
         axes[1].plot([r["seq"] for r in rs], [r["state_bytes"] / 2**20 for r in rs], marker="o", label=model)
     for model, rs in prefill.items():
         axes[2].plot([r["seq"] for r in rs], [r["tokens_per_s"] for r in rs], marker="o", label=model)
