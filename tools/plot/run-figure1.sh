@@ -8,7 +8,8 @@
 #   prefill: prompt-processing tokens/s against the prompt length, batch 1.
 # Each part writes its JSON lines to docs/img/figure1-<part>.jsonl, so one part can be rerun alone
 # (PARTS=prefill); the picture (docs/img/figure1.png) and the table for docs/benchmarks.md come from both
-# files. On the 2-core AMD EPYC: sample ~35 minutes, prefill ~20 (gemma-100m's 16k prompt alone ~10).
+# files. On the 2-core AMD EPYC: sample 28 minutes; prefill ran 25 minutes before gemma-100m's 16k prompt
+# (quadratic attention, minutes per pass) was stopped by hand: PREFILL_LENGTHS=512,2048,8192 skips it.
 # Environment overrides: RGEMMA (default build/bin/rgemma), PARTS ("sample prefill"), DTYPE (float32),
 # BATCH (8), PREFILL_BATCH (1), PROMPT (64), THREADS (2), LENGTHS (512,2048,8192,16384),
 # PREFILL_LENGTHS (512,2048,8192,16384).
