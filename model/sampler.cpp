@@ -116,12 +116,6 @@ using f64x4 = double __attribute__((vector_size(32)));
 using f64x8 = double __attribute__((vector_size(64)));
 using f32x8 = vec::f32x8;
 
-template <class V, class T>
-V pick_load(const T* p) {
-  V v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 
 // Row maximum and whether a NaN is in the row (a NaN comparison is false, so it would not reach the max).
 float pick_row_max(const float* l, int64_t n, bool* nan) {
@@ -129,7 +123,7 @@ float pick_row_max(const float* l, int64_t n, bool* nan) {
   vec::i32x16 bad = {};
   int64_t i = 0;
   for (; i + 16 <= n; i += 16) {
-    const auto v = pick_load<vec::f32x16>(l + i);
+    const auto v = vec::load<vec::f32x16>(l + i);
     bad |= v != v;
     m = v > m ? v : m;
   }
@@ -158,12 +152,12 @@ void pick_exp_block(const float* l, int64_t n, float m, float t, float* e) {
   for (int64_t i = 0; i < n; i += 16) {
     F v = vec::splat<F>(-std::numeric_limits<float>::infinity());  // past n: exp(-inf) = 0
     if (i + 16 <= n) {
-      v = pick_load<F>(l + i);
+      v = vec::load<F>(l + i);
     } else {
       std::memcpy(&v, l + i, static_cast<size_t>(n - i) * sizeof(float));
     }
     const F x = vec::exp_nonpositive(divide ? F((v - mv) / tv) : F(v - mv));
-    std::memcpy(e + i, &x, sizeof x);
+    vec::store(e + i, x);
   }
 }
 void pick_exp_block(const double* l, int64_t n, double m, double t, double* e) {
@@ -175,8 +169,8 @@ void pick_exp_block(const double* l, int64_t n, double m, double t, double* e) {
 double pick_sum_f64(const float* e, int64_t n16) {
   f64x8 a0 = {}, a1 = {};
   for (int64_t i = 0; i < n16; i += 16) {
-    a0 += __builtin_convertvector(pick_load<f32x8>(e + i), f64x8);
-    a1 += __builtin_convertvector(pick_load<f32x8>(e + i + 8), f64x8);
+    a0 += __builtin_convertvector(vec::load<f32x8>(e + i), f64x8);
+    a1 += __builtin_convertvector(vec::load<f32x8>(e + i + 8), f64x8);
   }
   const f64x8 s = a0 + a1;
   return ((s[0] + s[4]) + (s[1] + s[5])) + ((s[2] + s[6]) + (s[3] + s[7]));
@@ -184,8 +178,8 @@ double pick_sum_f64(const float* e, int64_t n16) {
 double pick_sum_f64(const double* e, int64_t n16) {
   f64x4 a0 = {}, a1 = {}, a2 = {}, a3 = {};
   for (int64_t i = 0; i < n16; i += 16) {
-    a0 += pick_load<f64x4>(e + i), a1 += pick_load<f64x4>(e + i + 4);
-    a2 += pick_load<f64x4>(e + i + 8), a3 += pick_load<f64x4>(e + i + 12);
+    a0 += vec::load<f64x4>(e + i), a1 += vec::load<f64x4>(e + i + 4);
+    a2 += vec::load<f64x4>(e + i + 8), a3 += vec::load<f64x4>(e + i + 12);
   }
   const f64x4 s = (a0 + a1) + (a2 + a3);
   return (s[0] + s[1]) + (s[2] + s[3]);

@@ -37,13 +37,6 @@ constexpr int64_t kChunk = 128;
 // Query heads per key head are padded to a multiple of the vector width in the score buffer.
 constexpr int64_t kLanes = 8;
 
-inline f32x8 load8(const float* p) {
-  f32x8 v;
-  std::memcpy(&v, p, sizeof(v));
-  return v;
-}
-inline void store8(float* p, f32x8 v) { std::memcpy(p, &v, sizeof(v)); }
-
 void require(bool ok, const std::string& what) {
   if (!ok) throw std::invalid_argument("attend_one_token: " + what);
 }
@@ -121,33 +114,32 @@ at::Tensor attend_one_token(const at::Tensor& q, const at::Tensor& k_new, const 
           int64_t j = 0;
           for (; j + 2 <= hd; j += 2) {
             for (int64_t h = 0; h < 2; ++h) {
-              const f32x8 qv = load8(qa + (j + h) * lanes);
+              const f32x8 qv = vec::load<f32x8>(qa + (j + h) * lanes);
               for (int64_t r = 0; r < 4; ++r) acc[h][r] += k[r][j + h] * qv;
             }
           }
           if (j < hd) {  // odd head_dim
-            const f32x8 qv = load8(qa + j * lanes);
+            const f32x8 qv = vec::load<f32x8>(qa + j * lanes);
             for (int64_t r = 0; r < 4; ++r) acc[0][r] += k[r][j] * qv;
           }
-          for (int64_t r = 0; r < 4 && t + r < n; ++r) store8(&sc[(t + r) * lanes + a], acc[0][r] + acc[1][r]);
+          for (int64_t r = 0; r < 4 && t + r < n; ++r) vec::store(&sc[(t + r) * lanes + a], acc[0][r] + acc[1][r]);
         }
       }
       // Partial softmax per head: maximum, exponentials in place, their sum.
-      f32x8 mx = f32x8{} + kNegInf, sum = {};
       float* m = &part_m[task * nq];
       float* l = &part_l[task * nq];
-      std::vector<f32x8> mv(lanes / kLanes, mx), lv(lanes / kLanes, sum);
+      std::vector<f32x8> mv(lanes / kLanes, vec::splat<f32x8>(kNegInf)), lv(lanes / kLanes, f32x8{});
       for (int64_t t = 0; t < n; ++t) {
         for (int64_t a = 0; a < lanes; a += kLanes) {
-          const f32x8 s = load8(&sc[t * lanes + a]);
+          const f32x8 s = vec::load<f32x8>(&sc[t * lanes + a]);
           mv[a / kLanes] = mv[a / kLanes] > s ? mv[a / kLanes] : s;
         }
       }
       for (int64_t t = 0; t < n; ++t) {
         for (int64_t a = 0; a < lanes; a += kLanes) {
-          const f32x8 e = exp_nonpositive(load8(&sc[t * lanes + a]) - mv[a / kLanes]);
+          const f32x8 e = exp_nonpositive(vec::load<f32x8>(&sc[t * lanes + a]) - mv[a / kLanes]);
           lv[a / kLanes] += e;
-          store8(&sc[t * lanes + a], e);
+          vec::store(&sc[t * lanes + a], e);
         }
       }
       for (int64_t i = 0; i < nq; ++i) m[i] = mv[i / kLanes][i % kLanes], l[i] = lv[i / kLanes][i % kLanes];
@@ -166,15 +158,15 @@ at::Tensor attend_one_token(const at::Tensor& q, const at::Tensor& k_new, const 
             for (int64_t h = 0; h < 2; ++h) {
               const float w = sc[(t + h) * lanes + i];
               const float* v = vj + slot[t + h] * G * hd;
-              for (int64_t r = 0; r < 4; ++r) acc[h][r] += w * load8(v + r * kLanes);
+              for (int64_t r = 0; r < 4; ++r) acc[h][r] += w * vec::load<f32x8>(v + r * kLanes);
             }
           }
           if (t < n) {
             const float w = sc[t * lanes + i];
             const float* v = vj + slot[t] * G * hd;
-            for (int64_t r = 0; r < 4; ++r) acc[0][r] += w * load8(v + r * kLanes);
+            for (int64_t r = 0; r < 4; ++r) acc[0][r] += w * vec::load<f32x8>(v + r * kLanes);
           }
-          for (int64_t r = 0; r < 4; ++r) store8(oi + j + r * kLanes, acc[0][r] + acc[1][r]);
+          for (int64_t r = 0; r < 4; ++r) vec::store(oi + j + r * kLanes, acc[0][r] + acc[1][r]);
         }
         for (; j < hd; ++j) {  // head_dim not a multiple of 32
           float acc = 0.f;

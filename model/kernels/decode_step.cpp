@@ -50,11 +50,19 @@ inline acc_t decode_gelu_tanh(acc_t x) {  // at::gelu(x, "tanh")
 // recurrentgemma-100m's batch-8 decode step on the 2-core AMD EPYC. float: eight channels at a time with
 // vec::exp_nonpositive and vec::tanh (within 3u and 7u of libm, u = 2^-24; sigmoid from e = exp(-|z|) so the
 // exponential's argument is never positive); double: libm, the float64 reference of the tests.
+template <class acc_t>
+void gate_functions_scalar(int64_t j0, int64_t n, const acc_t* zx, const acc_t* za, const acc_t* sp, const acc_t* y,
+                           acc_t* gx, acc_t* a, acc_t* a2, acc_t* gelu) {
+  for (int64_t j = j0; j < n; ++j) {
+    gx[j] = decode_sigmoid(zx[j]);
+    const acc_t log_a = acc_t(-8) * decode_sigmoid(za[j]) * sp[j];
+    a[j] = std::exp(log_a), a2[j] = std::exp(acc_t(2) * log_a), gelu[j] = decode_gelu_tanh(y[j]);
+  }
+}
 void gate_functions(int64_t n, const float* zx, const float* za, const float* sp, const float* y, float* gx, float* a,
                     float* a2, float* gelu) {
   using vec::f32x8;
-  const auto load = [](const float* p) { f32x8 v; std::memcpy(&v, p, sizeof v); return v; };
-  const auto store = [](float* p, f32x8 v) { std::memcpy(p, &v, sizeof v); };
+  const auto load = [](const float* p) { return vec::load<f32x8>(p); };
   const auto sigmoid = [](f32x8 z) {
     const f32x8 e = vec::exp_nonpositive(z > 0.f ? -z : z);  // exp(-|z|) in (0, 1]
     return z > 0.f ? 1.f / (1.f + e) : e / (1.f + e);
@@ -62,26 +70,18 @@ void gate_functions(int64_t n, const float* zx, const float* za, const float* sp
   const float beta = static_cast<float>(M_SQRT2 * M_2_SQRTPI * 0.5), kappa = 0.044715f;
   int64_t j = 0;
   for (; j + 8 <= n; j += 8) {
-    store(gx + j, sigmoid(load(zx + j)));
+    vec::store(gx + j, sigmoid(load(zx + j)));
     const f32x8 log_a = -8.f * sigmoid(load(za + j)) * load(sp + j);
-    store(a + j, vec::exp_nonpositive(log_a));
-    store(a2 + j, vec::exp_nonpositive(2.f * log_a));
+    vec::store(a + j, vec::exp_nonpositive(log_a));
+    vec::store(a2 + j, vec::exp_nonpositive(2.f * log_a));
     const f32x8 x = load(y + j);
-    store(gelu + j, 0.5f * x * (1.f + vec::tanh(beta * (x + kappa * x * x * x))));
+    vec::store(gelu + j, 0.5f * x * (1.f + vec::tanh(beta * (x + kappa * x * x * x))));
   }
-  for (; j < n; ++j) {
-    gx[j] = decode_sigmoid(zx[j]);
-    const float log_a = -8.f * decode_sigmoid(za[j]) * sp[j];
-    a[j] = std::exp(log_a), a2[j] = std::exp(2.f * log_a), gelu[j] = decode_gelu_tanh(y[j]);
-  }
+  gate_functions_scalar(j, n, zx, za, sp, y, gx, a, a2, gelu);  // the last n mod 8 channels
 }
 void gate_functions(int64_t n, const double* zx, const double* za, const double* sp, const double* y, double* gx,
                     double* a, double* a2, double* gelu) {
-  for (int64_t j = 0; j < n; ++j) {
-    gx[j] = decode_sigmoid(zx[j]);
-    const double log_a = -8.0 * decode_sigmoid(za[j]) * sp[j];
-    a[j] = std::exp(log_a), a2[j] = std::exp(2.0 * log_a), gelu[j] = decode_gelu_tanh(y[j]);
-  }
+  gate_functions_scalar<double>(0, n, zx, za, sp, y, gx, a, a2, gelu);
 }
 
 template <class scalar_t>
@@ -220,10 +220,8 @@ inline const float* widen_rows(const at::BFloat16* w, int64_t count, std::vector
 void soft_cap_span(float* s, int64_t count, float cap) {
   const float inv = 1.f / cap;
   for (int64_t i = 0; i < count; i += 16) {
-    vec::f32x16 v;
-    std::memcpy(&v, s + i, sizeof v);
-    v = cap * vec::tanh(v * inv);
-    std::memcpy(s + i, &v, sizeof v);
+    const auto v = vec::load<vec::f32x16>(s + i);
+    vec::store(s + i, cap * vec::tanh(v * inv));
   }
 }
 
@@ -336,11 +334,6 @@ void row_linear_lanes_kernel(const at::Tensor& x_t, const at::Tensor& w_t, const
 // The same product vectorised along k instead: for each input row b and four weight rows at a time, eight
 // k values per multiply-add, then one horizontal sum per (row, b). At B = 1 the lane form above spends one
 // multiply-add instruction per weight for one useful lane; this spends one per eight weights.
-inline f32x8 load8(const float* p) {
-  f32x8 v;
-  std::memcpy(&v, p, sizeof v);
-  return v;
-}
 inline float sum8(const f32x8& v) {
   return ((v[0] + v[4]) + (v[1] + v[5])) + ((v[2] + v[6]) + (v[3] + v[7]));
 }
@@ -378,11 +371,11 @@ void row_linear_along_k_kernel(const at::Tensor& x_t, const at::Tensor& w_t, con
             const float* xb = xf.data() + b * K;
             f32x8 a0 = {}, a1 = {}, a2 = {}, a3 = {};
             for (int64_t k = 0; k < K8; k += 8) {
-              const f32x8 xv = load8(xb + k);
-              a0 += xv * load8(r0 + k);
-              a1 += xv * load8(r1 + k);
-              a2 += xv * load8(r2 + k);
-              a3 += xv * load8(r3 + k);
+              const f32x8 xv = vec::load<f32x8>(xb + k);
+              a0 += xv * vec::load<f32x8>(r0 + k);
+              a1 += xv * vec::load<f32x8>(r1 + k);
+              a2 += xv * vec::load<f32x8>(r2 + k);
+              a3 += xv * vec::load<f32x8>(r3 + k);
             }
             float s[4] = {sum8(a0), sum8(a1), sum8(a2), sum8(a3)};
             for (int64_t k = K8; k < K; ++k) {

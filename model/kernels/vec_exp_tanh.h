@@ -14,6 +14,7 @@
 #pragma once
 
 #include <cstdint>
+#include <cstring>
 
 namespace rg::kernels::vec {
 
@@ -34,6 +35,18 @@ template <>
 struct IntLanes<f32x16> {
   using type = i32x16;
 };
+
+// Unaligned load and store of a vector V from / to memory of its lane type T (memcpy compiles to one move).
+template <class V, class T>
+V load(const T* p) {
+  V v;
+  std::memcpy(&v, p, sizeof v);
+  return v;
+}
+template <class V, class T>
+void store(T* p, const V& v) {
+  std::memcpy(p, &v, sizeof v);
+}
 
 template <class F>
 F splat(float v) {
